@@ -1,0 +1,126 @@
+"""Experiment configs (ml_collections): `paper` is the paper, the others are the same code smaller.
+
+Every size the models use comes from here, so the paper's network and the tiny CPU one share one
+code path. Pick a config by name on the command line and override any field:
+
+  python -m experiments.train --config=paper --scene=beach            # the paper, for accelerators
+  python -m experiments.train --config=tiny --config.num_steps=300    # a 2-core CPU demo
+"""
+
+import ml_collections
+
+# The layer widths of the generator's and the discriminator's hidden layers are multiples of
+# `model.width` (64 in the paper): 8w, 4w, 2w, w from the code outwards.
+WIDTH_MULTIPLIERS = (8, 4, 2, 1)
+# Four stride-2 layers after the first: frames and size must be multiples of 2**4.
+SPATIOTEMPORAL_STRIDE = 16
+
+
+def paper() -> ml_collections.ConfigDict:
+  """The numbers of Vondrick et al. 2016 (see ../shared/DESIGN.md)."""
+  config = ml_collections.ConfigDict()
+  config.seed = 0
+
+  config.model = ml_collections.ConfigDict()
+  config.model.generator = 'two_stream'  # or 'one_stream'
+  config.model.frames = 32  # clip length T
+  config.model.size = 64  # frame height = width
+  config.model.channels = 3
+  config.model.latent_dim = 100
+  config.model.width = 64  # channels of the last hidden layer
+  # Initialisation of the authors' Torch code: conv N(0, 0.01), BatchNorm scale N(1, 0.02).
+  config.model.conv_init_stddev = 0.01
+  config.model.batchnorm_scale_stddev = 0.02
+  # How strided convolutions are computed (same parameters either way): 'auto' picks the fastest
+  # measured on the backend, 'xla' (XLA's own, cuDNN on GPU) or 'decomposed' (fast on CPU).
+  config.model.conv_impl = 'auto'
+
+  config.mask_penalty = 0.1  # lambda of the mask sparsity prior, mean |m(z)|
+
+  config.optimizer = ml_collections.ConfigDict()
+  config.optimizer.learning_rate = 2e-4
+  config.optimizer.b1 = 0.5
+  config.optimizer.b2 = 0.999
+
+  config.batch_size = 64  # global, split over every device of every host
+  config.num_steps = 100_000  # iterations of (one D update, one G update)
+
+  config.data = ml_collections.ConfigDict()
+  config.data.shuffle_buffer = 1024
+  config.data.synthetic_clips = 0  # 0: endless procedural clips; N: cycle over the first N
+
+  config.log_every = 50  # steps between TensorBoard scalars
+  config.sample_every = 1000  # steps between GIF sample grids
+  config.num_samples = 16  # clips in a sample grid (a square number reads best)
+  config.sample_fps = 8  # playback speed of the GIF grids (the paper's videos play at 25)
+  config.checkpoint_every = 1000
+  config.keep_checkpoints = 3
+  return config
+
+
+def tiny() -> ml_collections.ConfigDict:
+  """A 2-core CPU demo: 32x32 pixels, 16 frames, width 16; a few hundred steps in ~10 minutes."""
+  config = paper()
+  config.model.frames = 16
+  config.model.size = 32
+  config.model.width = 16
+  config.batch_size = 16
+  config.num_steps = 600
+  config.log_every = 10
+  config.sample_every = 100
+  config.checkpoint_every = 100
+  return config
+
+
+def test() -> ml_collections.ConfigDict:
+  """The smallest net the architecture allows (16x16, 16 frames, width 4): unit tests."""
+  config = paper()
+  config.model.frames = 16
+  config.model.size = 16
+  config.model.width = 4
+  config.batch_size = 4
+  config.num_steps = 4
+  config.log_every = 1
+  config.sample_every = 2
+  config.num_samples = 4
+  config.checkpoint_every = 2
+  config.keep_checkpoints = 2
+  config.data.shuffle_buffer = 8
+  return config
+
+
+CONFIGS = {'paper': paper, 'tiny': tiny, 'test': test}
+
+
+def get_config(name: str = 'paper') -> ml_collections.ConfigDict:
+  """Returns the named config; raises ValueError naming the known ones otherwise."""
+  if name not in CONFIGS:
+    raise ValueError(f'Unknown config {name!r}; known configs: {", ".join(sorted(CONFIGS))}.')
+  return CONFIGS[name]()
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+  """Raises ValueError, naming the field, when a config cannot build the network."""
+  model = config.model
+  for field in ('frames', 'size'):
+    value = model[field]
+    if value < SPATIOTEMPORAL_STRIDE or value % SPATIOTEMPORAL_STRIDE:
+      raise ValueError(f'config.model.{field}={value}: must be a positive multiple of '
+                       f'{SPATIOTEMPORAL_STRIDE} (four stride-2 layers follow the first).')
+  if model.generator not in ('one_stream', 'two_stream'):
+    raise ValueError(f"config.model.generator={model.generator!r}: must be 'one_stream' or "
+                     "'two_stream'.")
+  if model.conv_impl not in ('auto', 'xla', 'decomposed'):
+    raise ValueError(f"config.model.conv_impl={model.conv_impl!r}: must be 'auto', 'xla' or "
+                     "'decomposed'.")
+  for field in ('width', 'latent_dim', 'channels'):
+    if model[field] < 1:
+      raise ValueError(f'config.model.{field}={model[field]}: must be at least 1.')
+  if config.batch_size < 1:
+    raise ValueError(f'config.batch_size={config.batch_size}: must be at least 1.')
+  if config.num_steps < 0:
+    raise ValueError(f'config.num_steps={config.num_steps}: must not be negative.')
+  for field in ('log_every', 'sample_every', 'checkpoint_every', 'keep_checkpoints',
+                'num_samples'):
+    if config[field] < 1:
+      raise ValueError(f'config.{field}={config[field]}: must be at least 1.')

@@ -1,0 +1,26 @@
+"""GAN losses as small pure functions of logits (Eq. 1 of the paper) and the mask prior.
+
+Cross entropies are computed on logits with optax's numerically stable sigmoid cross entropy, so
+a confident discriminator never takes the log of 0.
+"""
+
+import jax
+import jax.numpy as jnp
+import optax
+
+
+def discriminator_loss(real_logits: jax.Array, fake_logits: jax.Array) -> jax.Array:
+  """-log D(x) - log(1 - D(G(z))), each averaged over its batch: real labelled 1, fake 0."""
+  real = optax.sigmoid_binary_cross_entropy(real_logits, jnp.ones_like(real_logits))
+  fake = optax.sigmoid_binary_cross_entropy(fake_logits, jnp.zeros_like(fake_logits))
+  return real.mean() + fake.mean()
+
+
+def generator_loss(fake_logits: jax.Array) -> jax.Array:
+  """The non-saturating generator loss -log D(G(z)) (fakes labelled real), as the authors' code."""
+  return optax.sigmoid_binary_cross_entropy(fake_logits, jnp.ones_like(fake_logits)).mean()
+
+
+def mask_penalty(mask: jax.Array, weight: float) -> jax.Array:
+  """The mask sparsity prior weight * mean|m|: Torch's L1Penalty with size averaging."""
+  return weight * jnp.abs(mask).mean()

@@ -1,0 +1,215 @@
+"""Building blocks shared by the generator and the discriminator, with the paper's initialisation.
+
+Convolutions are channels-last (`[B, T, H, W, C]` for video, `[B, H, W, C]` for images), which is
+what XLA lays out best on accelerators. Padding is written out so each layer has the shape of the
+authors' Torch layer: a 4-wide stride-2 (transposed) convolution with Torch padding 1 exactly
+halves (doubles) every dimension.
+"""
+
+import functools
+from typing import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from vgan_jax.configs import SPATIOTEMPORAL_STRIDE, WIDTH_MULTIPLIERS
+
+# A stride-2 convolution with kernel 4 and Torch padding 1 pads one element on each side; its
+# transpose (`nn.ConvTranspose` pads the dilated input) pads kernel - 1 - 1 = 2 on each side.
+KERNEL = 4
+DOWN_PADDING = 1
+UP_PADDING = KERNEL - 1 - DOWN_PADDING
+# How strided 3-D convolutions are computed; the parameters are the same whichever is used.
+#   xla:        XLA's own convolution (cuDNN on GPU).
+#   decomposed: stride-1 / 2-D convolutions that XLA's CPU backend runs well, forward and back.
+#   auto:       decomposed on CPU, xla elsewhere.
+CONV_IMPLS = ('auto', 'xla', 'decomposed')
+
+
+def conv_init(stddev: float) -> nn.initializers.Initializer:
+  """N(0, stddev) for convolution kernels (the authors' Torch code uses stddev 0.01)."""
+  return nn.initializers.normal(stddev)
+
+
+def batchnorm_scale_init(stddev: float) -> nn.initializers.Initializer:
+  """N(1, stddev) for BatchNorm scales, as in the authors' Torch code."""
+
+  def init(key, shape, dtype=jnp.float32):
+    return 1.0 + stddev * jax.random.normal(key, shape, dtype)
+
+  return init
+
+
+def batch_norm(train: bool, scale_stddev: float, name: str | None = None) -> nn.BatchNorm:
+  """BatchNorm with Torch's defaults (momentum 0.1 there is 0.9 here, eps 1e-5).
+
+  In training the statistics are those of the whole (global) batch: under `jax.jit` with the
+  batch sharded over devices XLA reduces across them, so N devices match one device.
+  """
+  return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
+                      scale_init=batchnorm_scale_init(scale_stddev), name=name)
+
+
+def _resolve(impl: str) -> str:
+  """'auto' -> the fastest measured formulation on the current backend."""
+  if impl == 'auto':
+    return 'decomposed' if jax.default_backend() == 'cpu' else 'xla'
+  if impl not in CONV_IMPLS:
+    raise ValueError(f'conv_impl={impl!r}: must be one of {", ".join(CONV_IMPLS)}.')
+  return impl
+
+
+def _dimension_numbers(ndim: int) -> tuple[str, str, str]:
+  spatial = 'DHW'[-ndim:]
+  return (f'N{spatial}C', f'{spatial}IO', f'N{spatial}C')
+
+
+def _up_conv_phases_2d(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  """[N, H, W, C] -> [N, 2H, 2W, O]: the stride-2 transposed convolution as 4 stride-1 2x2 ones.
+
+  Output row 2h + p only ever sees input rows h - 1 + p and h + p, through kernel taps p and
+  p + 2 (`kernel[p::2]`): one small dense convolution per output phase, then depth-to-space.
+  No dilated convolution is left, which XLA's CPU backend runs slowly (its backward above all).
+  """
+  n, h, w, _ = x.shape
+  phases = []
+  for ph in (0, 1):
+    for pw in (0, 1):
+      padding = ((1 - ph, ph), (1 - pw, pw))
+      phases.append(lax.conv_general_dilated(x, kernel[ph::2, pw::2], (1, 1), padding,
+                                             dimension_numbers=_dimension_numbers(2)))
+  y = jnp.stack(phases, axis=3).reshape(n, h, w, 2, 2, -1)  # [N, H, W, ph, pw, O]
+  return y.transpose(0, 1, 3, 2, 4, 5).reshape(n, 2 * h, 2 * w, -1)
+
+
+def _up_conv_decomposed_3d(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  """[B, T, H, W, C] -> [B, 2T, 2H, 2W, O]; time phases stack their two taps on channels."""
+  b, t, h, w, c = x.shape
+  previous = jnp.pad(x, ((0, 0), (1, 0), (0, 0), (0, 0), (0, 0)))[:, :t]
+  following = jnp.pad(x, ((0, 0), (0, 1), (0, 0), (0, 0), (0, 0)))[:, 1:]
+  phases = []
+  for pt, neighbours in ((0, (previous, x)), (1, (x, following))):
+    frames = jnp.concatenate(neighbours, axis=-1).reshape(b * t, h, w, 2 * c)
+    taps = kernel[pt::2].transpose(1, 2, 0, 3, 4).reshape(*kernel.shape[1:3], 2 * c, -1)
+    phases.append(_up_conv_phases_2d(frames, taps).reshape(b, t, 2 * h, 2 * w, -1))
+  return jnp.stack(phases, axis=2).reshape(b, 2 * t, 2 * h, 2 * w, -1)
+
+
+def _down_conv_decomposed_3d(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  """[B, T, H, W, C] -> [B, T/2, H/2, W/2, O]: the 4 temporal taps stacked on channels, then one
+  strided 2-D convolution, whose forward and backward XLA's CPU backend runs well."""
+  b, t, h, w, c = x.shape
+  padded = jnp.pad(x, ((0, 0), (DOWN_PADDING, DOWN_PADDING), (0, 0), (0, 0), (0, 0)))
+  steps = (t + 2 * DOWN_PADDING - KERNEL) // 2 + 1
+  frames = jnp.concatenate([padded[:, k:k + 2 * steps - 1:2] for k in range(KERNEL)], axis=-1)
+  taps = kernel.transpose(1, 2, 0, 3, 4).reshape(KERNEL, KERNEL, KERNEL * c, -1)
+  y = lax.conv_general_dilated(frames.reshape(b * steps, h, w, KERNEL * c), taps, (2, 2),
+                               ((DOWN_PADDING, DOWN_PADDING),) * 2,
+                               dimension_numbers=_dimension_numbers(2))
+  return y.reshape(b, steps, *y.shape[1:])
+
+
+def up_conv_apply(x: jax.Array, kernel: jax.Array, impl: str = 'auto') -> jax.Array:
+  """Stride-2 kernel-4 transposed convolution (no bias) of 2-D or 3-D input; every dim doubles."""
+  ndim = x.ndim - 2
+  if _resolve(impl) == 'xla':
+    return lax.conv_transpose(x, kernel, (2,) * ndim, ((UP_PADDING, UP_PADDING),) * ndim,
+                              dimension_numbers=_dimension_numbers(ndim))
+  return _up_conv_decomposed_3d(x, kernel) if ndim == 3 else _up_conv_phases_2d(x, kernel)
+
+
+def down_conv_apply(x: jax.Array, kernel: jax.Array, impl: str = 'auto') -> jax.Array:
+  """Stride-2 kernel-4 convolution (no bias) of 2-D or 3-D input; every dim halves."""
+  ndim = x.ndim - 2
+  if _resolve(impl) == 'xla' or ndim == 2:
+    return lax.conv_general_dilated(x, kernel, (2,) * ndim, ((DOWN_PADDING, DOWN_PADDING),) * ndim,
+                                    dimension_numbers=_dimension_numbers(ndim))
+  return _down_conv_decomposed_3d(x, kernel)
+
+
+class _StridedConv(nn.Module):
+  """Kernel 4, stride 2 (transposed) convolution with a bias; params as `nn.Conv` names them."""
+  features: int
+  stddev: float
+  impl: str = 'auto'
+
+  def _kernel_and_bias(self, x: jax.Array, kernel_in: int, kernel_out: int):
+    ndim = x.ndim - 2
+    kernel = self.param('kernel', conv_init(self.stddev), (KERNEL,) * ndim + (kernel_in, kernel_out))
+    bias = self.param('bias', nn.initializers.zeros_init(), (self.features,))
+    return kernel, bias
+
+
+class UpConv(_StridedConv):
+  """[B, (T,) H, W, C] -> [B, (2T,) 2H, 2W, features]; Torch's ConvTranspose(4, 2, padding=1)."""
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    kernel, bias = self._kernel_and_bias(x, x.shape[-1], self.features)
+    return up_conv_apply(x, kernel, self.impl) + bias
+
+
+class DownConv(_StridedConv):
+  """[B, (T,) H, W, C] -> [B, (T/2,) H/2, W/2, features]; Torch's Conv(4, 2, padding=1)."""
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    kernel, bias = self._kernel_and_bias(x, x.shape[-1], self.features)
+    return down_conv_apply(x, kernel, self.impl) + bias
+
+
+def project_conv(features: int, window: Sequence[int], stddev: float,
+                 name: str | None = None) -> nn.ConvTranspose:
+  """The first generator layer: a 1x..x1 code -> a `window`-sized block (a 'full' convolution)."""
+  return nn.ConvTranspose(features, tuple(window), padding='VALID', kernel_init=conv_init(stddev),
+                          name=name)
+
+
+def collapse_conv(features: int, window: Sequence[int], stddev: float,
+                  name: str | None = None) -> nn.Conv:
+  """The last discriminator layer: a `window`-sized block -> 1x..x1 (a 'valid' convolution)."""
+  return nn.Conv(features, tuple(window), padding='VALID', kernel_init=conv_init(stddev),
+                 name=name)
+
+
+SIZE_FIELDS = ('frames', 'size', 'channels', 'width', 'conv_init_stddev', 'batchnorm_scale_stddev',
+               'conv_impl')
+
+
+class SizedModule(nn.Module):
+  """The size fields every VGAN network shares (see `vgan_jax.configs`)."""
+  frames: int = 32
+  size: int = 64
+  channels: int = 3
+  width: int = 64
+  conv_init_stddev: float = 0.01
+  batchnorm_scale_stddev: float = 0.02
+  conv_impl: str = 'auto'
+
+  @property
+  def hidden_widths(self) -> tuple[int, ...]:
+    return tuple(self.width * m for m in WIDTH_MULTIPLIERS)
+
+  @property
+  def video_window(self) -> tuple[int, int, int]:
+    """[T, H, W] of the smallest video block, next to the code (2x4x4 in the paper)."""
+    return (self.frames // SPATIOTEMPORAL_STRIDE,) + (self.size // SPATIOTEMPORAL_STRIDE,) * 2
+
+  def sizes(self) -> dict:
+    """These fields as keyword arguments, to build a sub-network of the same size."""
+    return {name: getattr(self, name) for name in SIZE_FIELDS}
+
+  def up_conv(self, features: int, name: str | None = None) -> UpConv:
+    return UpConv(features, self.conv_init_stddev, self.conv_impl, name=name)
+
+  def down_conv(self, features: int, name: str | None = None) -> DownConv:
+    return DownConv(features, self.conv_init_stddev, self.conv_impl, name=name)
+
+  def bn_relu(self, x: jax.Array, train: bool) -> jax.Array:
+    """BatchNorm then ReLU: what follows every hidden generator layer."""
+    return nn.relu(batch_norm(train, self.batchnorm_scale_stddev)(x))
+
+
+leaky_relu = functools.partial(nn.leaky_relu, negative_slope=0.2)

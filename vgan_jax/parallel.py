@@ -1,0 +1,66 @@
+"""Data parallelism with `jax.jit` over a device mesh: the batch is split on the `data` axis,
+the state is replicated, and XLA inserts the cross-device reductions (so BatchNorm statistics and
+gradients are those of the global batch: N devices give the update of one).
+
+Multi-host: call `initialize_distributed()` first on every host; each host then feeds its own
+slice of the global batch (`process_batch_size`) and `shard_batch` assembles the global array.
+"""
+
+from typing import Any, Callable, Sequence
+
+import jax
+import numpy as np
+from absl import logging
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+DATA_AXIS = 'data'
+
+
+def initialize_distributed() -> None:
+  """Joins the multi-host job (coordinator and process ids from the cluster's environment)."""
+  jax.distributed.initialize()
+  logging.info('Process %d of %d; %d local and %d global devices.', jax.process_index(),
+               jax.process_count(), jax.local_device_count(), jax.device_count())
+
+
+def create_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
+  """A 1-D mesh over `devices` (default: every device of every host) named `data`."""
+  devices = jax.devices() if devices is None else list(devices)
+  return Mesh(np.asarray(devices), (DATA_AXIS,))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+  return NamedSharding(mesh, PartitionSpec())
+
+
+def batch_sharded(mesh: Mesh) -> NamedSharding:
+  """Leading (batch) dimension split over the `data` axis."""
+  return NamedSharding(mesh, PartitionSpec(DATA_AXIS))
+
+
+def process_batch_size(global_batch_size: int, mesh: Mesh) -> int:
+  """This host's share of the global batch; ValueError when it does not split evenly."""
+  num_devices = mesh.devices.size
+  if global_batch_size % num_devices:
+    raise ValueError(f'config.batch_size={global_batch_size} does not split over {num_devices} '
+                     f'devices; use a multiple of {num_devices}.')
+  return global_batch_size // jax.process_count()
+
+
+def replicate(tree: Any, mesh: Mesh) -> Any:
+  """Places a pytree (the train state) on every device of the mesh."""
+  return jax.device_put(tree, replicated(mesh))
+
+
+def shard_batch(batch: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
+  """This host's slice of the batch (numpy) -> global arrays split over the `data` axis."""
+  sharding = batch_sharded(mesh)
+  return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, x), batch)
+
+
+def jit_step(step: Callable, mesh: Mesh) -> Callable:
+  """jit a (state, batch) -> (state, metrics) step: state replicated and donated, batch split."""
+  return jax.jit(step,
+                 in_shardings=(replicated(mesh), batch_sharded(mesh)),
+                 out_shardings=(replicated(mesh), replicated(mesh)),
+                 donate_argnums=0)

@@ -1,0 +1,116 @@
+"""Pure training steps: (state, batch) -> (state, metrics), to be jitted once by the caller.
+
+A batch is a dict of arrays; `batch["video"]` is [B, T, H, W, C], uint8 in [0, 255] (scaled here,
+on the device, so the host sends a quarter of the bytes) or float in [-1, 1].
+"""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from vgan_jax import losses
+from vgan_jax.models import GeneratorOutput
+from vgan_jax.train_state import GAN, GANTrainState
+
+
+def normalize_video(video: jax.Array) -> jax.Array:
+  """uint8 [0, 255] -> float32 [-1, 1]; float input is taken to be in [-1, 1] already."""
+  if video.dtype == jnp.uint8:
+    return video.astype(jnp.float32) / 127.5 - 1.0
+  return video.astype(jnp.float32)
+
+
+def sample_latents(rng: jax.Array, batch_size: int, latent_dim: int) -> jax.Array:
+  """z ~ N(0, I): [batch_size, latent_dim]."""
+  return jax.random.normal(rng, (batch_size, latent_dim), jnp.float32)
+
+
+def _discriminate(gan: GAN, params, batch_stats, video):
+  """D in training mode: (logits [B], updated batch statistics)."""
+  logits, updates = gan.discriminator.apply({'params': params, 'batch_stats': batch_stats}, video,
+                                            train=True, mutable=['batch_stats'])
+  return logits, updates['batch_stats']
+
+
+def gan_train_step(gan: GAN, state: GANTrainState,
+                   batch: dict[str, jax.Array]) -> tuple[GANTrainState, dict[str, jax.Array]]:
+  """One iteration of the authors' Torch loop: one D update, then one G update on the same fakes.
+
+  G runs forward once; its pullback (`jax.vjp`) carries the updated D's gradient back for the G
+  update, as Torch's autograd does. D sees real and fake clips in separate passes (so BatchNorm
+  normalises each batch by its own statistics, as in DCGAN). Under `jax.jit` with the batch
+  sharded, every mean here is over the global batch.
+  """
+  real = normalize_video(batch['video'])
+  rng, latent_key = jax.random.split(state.rng)
+  latents = sample_latents(latent_key, real.shape[0], gan.latent_dim)
+
+  def generate(params):
+    output, updates = gan.generator.apply(
+        {'params': params, 'batch_stats': state.generator_batch_stats}, latents, train=True,
+        mutable=['batch_stats'])
+    return (output.video, output.mask), updates['batch_stats']
+
+  (fake, mask), generator_pullback, generator_batch_stats = jax.vjp(
+      generate, state.generator_params, has_aux=True)
+
+  # --- Discriminator update: real -> 1, fake -> 0.
+  def discriminator_objective(params):
+    real_logits, stats = _discriminate(gan, params, state.discriminator_batch_stats, real)
+    fake_logits, stats = _discriminate(gan, params, stats, jax.lax.stop_gradient(fake))
+    return losses.discriminator_loss(real_logits, fake_logits), (stats, real_logits, fake_logits)
+
+  (discriminator_loss, (discriminator_batch_stats, real_logits, fake_logits)), grads = (
+      jax.value_and_grad(discriminator_objective, has_aux=True)(state.discriminator_params))
+  updates, discriminator_opt_state = gan.discriminator_optimizer.update(
+      grads, state.discriminator_opt_state, state.discriminator_params)
+  discriminator_params = optax.apply_updates(state.discriminator_params, updates)
+
+  # --- Generator update: the updated D judges the same fakes, labelled real; plus the mask prior.
+  def generator_objective(fake, mask):
+    logits, stats = _discriminate(gan, discriminator_params, discriminator_batch_stats, fake)
+    adversarial = losses.generator_loss(logits)
+    penalty = 0.0 if mask is None else losses.mask_penalty(mask, gan.mask_penalty)
+    return adversarial + penalty, (stats, adversarial, penalty)
+
+  (generator_total, (discriminator_batch_stats, generator_loss, penalty)), cotangents = (
+      jax.value_and_grad(generator_objective, argnums=(0, 1), has_aux=True)(fake, mask))
+  (grads,) = generator_pullback(cotangents)
+  updates, generator_opt_state = gan.generator_optimizer.update(
+      grads, state.generator_opt_state, state.generator_params)
+  generator_params = optax.apply_updates(state.generator_params, updates)
+
+  new_state = state.replace(
+      step=state.step + 1,
+      generator_params=generator_params,
+      generator_batch_stats=generator_batch_stats,
+      discriminator_params=discriminator_params,
+      discriminator_batch_stats=discriminator_batch_stats,
+      generator_opt_state=generator_opt_state,
+      discriminator_opt_state=discriminator_opt_state,
+      rng=rng)
+  metrics = {
+      'discriminator_loss': discriminator_loss,
+      'generator_loss': generator_loss,
+      'generator_total_loss': generator_total,
+      'discriminator_real': jax.nn.sigmoid(real_logits).mean(),  # D's mean P(real) on real clips
+      'discriminator_fake': jax.nn.sigmoid(fake_logits).mean(),  # ... and on generated ones
+  }
+  if mask is not None:
+    metrics['mask_penalty'] = penalty
+    metrics['mask_mean'] = mask.mean()
+  return new_state, metrics
+
+
+def make_gan_train_step(gan: GAN):
+  """`gan_train_step` with its networks bound: a pure (state, batch) -> (state, metrics)."""
+  return functools.partial(gan_train_step, gan)
+
+
+def generate(gan: GAN, state: GANTrainState, latents: jax.Array) -> GeneratorOutput:
+  """G in inference mode (BatchNorm running averages): latents [N, D] -> GeneratorOutput."""
+  return gan.generator.apply(
+      {'params': state.generator_params, 'batch_stats': state.generator_batch_stats}, latents,
+      train=False)
