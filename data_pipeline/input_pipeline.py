@@ -1,0 +1,158 @@
+"""tf.data input for training: clips (procedural or from shards) -> batches of numpy dicts.
+
+Every source goes through the same tail (batch with drop_remainder, prefetch) and yields
+`{"video": uint8 [B, T, S, S, 3]}`, this host's slice of the global batch; the train step scales
+it to [-1, 1] on the device. TensorFlow is only used on the CPU: its GPUs are hidden so it never
+takes accelerator memory from JAX.
+
+Shards (TFRecord files of `tf.train.Example`, one clip each) hold the clip as one JPEG of its frames
+stacked vertically (the authors' layout, `CLIP_JPEG`); frames are scaled, not cropped, to the
+config's size, and clips shorter than the config's length repeat their last frame.
+
+Resuming: synthetic clips are numbered, so a run resumed at step s gets exactly the batches an
+uninterrupted run would have had. Shards are reshuffled with a seed that includes s instead
+(skipping ahead would decode everything read before).
+"""
+
+import atexit
+import gc
+import glob
+import os
+import numpy as np
+import tensorflow as tf
+
+from data_pipeline import synthetic
+
+CLIP_JPEG = 'clip/jpeg'  # bytes: frames [T, H, W, 3] stacked vertically into one [T*H, W, 3] JPEG
+SHARD_GLOBS = ('*.tfrecord', '*.tfrecord-*', '*.tfrecords')
+_ENDLESS = 2 ** 62
+
+
+def _hide_gpus_from_tensorflow() -> None:
+  try:
+    tf.config.set_visible_devices([], 'GPU')
+  except RuntimeError:  # devices were already initialised: nothing more can be done
+    pass
+
+
+def find_shards(data_dir: str | None, scene: str) -> list[str]:
+  """TFRecord shards of a scene, `<data_dir>/<scene>/*.tfrecord*`, sorted; [] when none."""
+  if not data_dir:
+    return []
+  folder = os.path.join(data_dir, scene)
+  return sorted({path for pattern in SHARD_GLOBS for path in glob.glob(os.path.join(folder, pattern))})
+
+
+def synthetic_dataset(scene: str, frames: int, size: int, seed: int = 0, start_index: int = 0,
+                      process_index: int = 0, process_count: int = 1,
+                      num_clips: int = 0) -> tf.data.Dataset:
+  """Endless procedural clips {'video': uint8 [frames, size, size, 3]} of a built-in scene.
+
+  Global clip numbers start at `start_index`; host p of P takes every P-th, so the hosts together
+  read each clip once. `num_clips` > 0 cycles over the first `num_clips` clips instead.
+  """
+  synthetic.check_scene(scene)
+
+  def render(index):
+    return synthetic.render_clip(scene, int(index), frames, size, seed)
+
+  def clip(index):
+    if num_clips:
+      index = index % num_clips
+    video = tf.numpy_function(render, [index], tf.uint8, stateful=False)
+    return {'video': tf.ensure_shape(video, (frames, size, size, 3))}
+
+  indices = tf.data.Dataset.range(start_index + process_index, _ENDLESS, process_count)
+  return indices.map(clip, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+
+def decode_clip(serialized: tf.Tensor, frames: int, size: int) -> dict[str, tf.Tensor]:
+  """One serialized Example -> {'video': uint8 [frames, size, size, 3]}."""
+  features = tf.io.parse_single_example(serialized, {CLIP_JPEG: tf.io.FixedLenFeature([], tf.string)})
+  strip = tf.io.decode_jpeg(features[CLIP_JPEG], channels=3)  # [T * H, W, 3], square frames
+  width = tf.shape(strip)[1]
+  video = tf.reshape(strip, (-1, width, width, 3))
+  # Too short: repeat the last frame (as the authors' loader does); too long: the first frames.
+  missing = tf.maximum(frames - tf.shape(video)[0], 0)
+  video = tf.concatenate([video, tf.repeat(video[-1:], missing, axis=0)], axis=0)[:frames]
+  video = tf.image.resize(video, (size, size), method='area', antialias=True)
+  video = tf.cast(tf.clip_by_value(tf.round(video), 0, 255), tf.uint8)
+  return {'video': tf.ensure_shape(video, (frames, size, size, 3))}
+
+
+def shard_dataset(paths: list[str], frames: int, size: int, seed: int = 0,
+                  process_index: int = 0, process_count: int = 1,
+                  shuffle_buffer: int = 1024) -> tf.data.Dataset:
+  """Endless, shuffled clips from TFRecord shards; host p reads shards p, p + P, ..."""
+  if len(paths) < process_count:
+    raise ValueError(f'{len(paths)} shards cannot feed {process_count} hosts: each host reads its '
+                     'own shards; write more shards.')
+  files = tf.data.Dataset.from_tensor_slices(paths).shard(process_count, process_index)
+  files = files.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True).repeat()
+  records = files.interleave(tf.data.TFRecordDataset, cycle_length=min(8, len(paths)),
+                             num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  records = records.shuffle(shuffle_buffer, seed=seed)
+  return records.map(lambda r: decode_clip(r, frames, size), num_parallel_calls=tf.data.AUTOTUNE,
+                     deterministic=True)
+
+
+class Batches:
+  """An iterator of numpy batches that releases its tf.data iterator on `close()` or at exit.
+
+  (A tf.data iterator still running Python code, as the synthetic scenes do, when the interpreter
+  shuts down can hang the exit; closing it first avoids that.)
+  """
+
+  def __init__(self, dataset: tf.data.Dataset):
+    self._iterator = dataset.as_numpy_iterator()
+    atexit.register(self.close)
+
+  def __iter__(self) -> 'Batches':
+    return self
+
+  def __next__(self) -> dict[str, np.ndarray]:
+    if self._iterator is None:
+      raise StopIteration
+    return next(self._iterator)
+
+  def close(self) -> None:
+    self._iterator = None
+    gc.collect()  # the tf.data iterator's threads stop when it is collected
+    atexit.unregister(self.close)
+
+
+def as_batches(dataset: tf.data.Dataset, batch_size: int) -> Batches:
+  """The common tail: fixed-size batches of numpy dicts, prepared ahead of the consumer."""
+  return Batches(dataset.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE))
+
+
+def train_batches(scene: str, data_dir: str | None, *, frames: int, size: int, batch_size: int,
+                  global_batch_size: int, seed: int = 0, start_step: int = 0,
+                  process_index: int = 0, process_count: int = 1, shuffle_buffer: int = 1024,
+                  synthetic_clips: int = 0) -> tuple[Batches, str]:
+  """This host's training batches (`batch_size` clips each) from step `start_step` on.
+
+  Reads `<data_dir>/<scene>/*.tfrecord*` when there are such shards, else the built-in synthetic
+  scene of that name. Returns the iterator and a line saying where the clips come from.
+  """
+  _hide_gpus_from_tensorflow()
+  paths = find_shards(data_dir, scene)
+  if paths:
+    dataset = shard_dataset(paths, frames, size, seed=seed + start_step,
+                            process_index=process_index, process_count=process_count,
+                            shuffle_buffer=shuffle_buffer)
+    source = f'{len(paths)} shards of {scene!r} in {os.path.join(data_dir, scene)}'
+  else:
+    try:
+      synthetic.check_scene(scene)
+    except ValueError as error:
+      where = f'in {os.path.join(data_dir, scene)}' if data_dir else '(no --data_dir given)'
+      raise ValueError(f'No prepared clips for scene {scene!r} {where}, and {error}') from None
+    dataset = synthetic_dataset(scene, frames, size, seed=seed,
+                                start_index=start_step * global_batch_size,
+                                process_index=process_index, process_count=process_count,
+                                num_clips=synthetic_clips)
+    looked = f'no shards in {os.path.join(data_dir, scene)}' if data_dir else 'no --data_dir'
+    source = (f'the built-in synthetic {scene!r} scenes (data_pipeline/synthetic.py), since there '
+              f'are {looked}')
+  return as_batches(dataset, batch_size), source

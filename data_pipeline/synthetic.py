@@ -1,0 +1,188 @@
+"""Procedural scenes: the embedded default data, so every entry point runs with no download.
+
+Each scene name has its own look, a static background plus moving foreground, as the paper's
+stabilized footage has: a beach (sky, sea with rolling waves, sand, people walking), golf (sky,
+trees, striped grass, golfers walking, a ball in flight), a train station (wall, platform, tracks,
+a passing train) and babies (a room with a window and a rug, a crawling baby). Colours, sizes,
+positions and speeds are drawn per clip; a clip is a pure function of (scene, seed, index), so a
+run can be resumed at any clip and two hosts never render the same one.
+
+Everything is rendered directly at the requested size from coordinates in [0, 1].
+"""
+
+import zlib
+
+import numpy as np
+
+SCENES = ('beach', 'golf', 'train_station', 'babies')
+
+
+def _grid(size: int) -> tuple[np.ndarray, np.ndarray]:
+  """Pixel-centre coordinates yy, xx in [0, 1], each [size, size]."""
+  axis = (np.arange(size, dtype=np.float32) + 0.5) / size
+  return np.meshgrid(axis, axis, indexing='ij')
+
+
+def _ellipse(yy, xx, cy, cx, ry, rx) -> np.ndarray:
+  return ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1.0
+
+
+def _box(yy, xx, top, left, bottom, right) -> np.ndarray:
+  return (yy >= top) & (yy < bottom) & (xx >= left) & (xx < right)
+
+
+def _jitter(rng: np.random.Generator, color, amount: float = 0.08) -> np.ndarray:
+  return np.clip(np.asarray(color, np.float32) + rng.uniform(-amount, amount, 3), 0.0, 1.0)
+
+
+def _texture(rng: np.random.Generator, size: int, strength: float) -> np.ndarray:
+  """Static per-pixel brightness noise [size, size, 1], so surfaces are not flat."""
+  return rng.normal(0.0, strength, (size, size, 1)).astype(np.float32)
+
+
+def _person(frame, yy, xx, cy, cx, height, shirt, trousers, skin=(0.85, 0.65, 0.5)):
+  """A standing figure whose feet are at (cy, cx): head, shirt, trousers."""
+  w = height * 0.18
+  frame[_ellipse(yy, xx, cy - height * 0.88, cx, height * 0.12, w * 0.75)] = skin
+  frame[_box(yy, xx, cy - height * 0.75, cx - w, cy - height * 0.38, cx + w)] = shirt
+  frame[_box(yy, xx, cy - height * 0.38, cx - w * 0.8, cy, cx + w * 0.8)] = trousers
+
+
+def _walkers(rng, count, y_range, height_range):
+  """Start positions and speeds (in frame widths per frame) of walking figures."""
+  return [dict(y=rng.uniform(*y_range), x=rng.uniform(0.0, 1.0),
+               vx=rng.choice([-1, 1]) * rng.uniform(0.008, 0.025),
+               height=rng.uniform(*height_range),
+               shirt=rng.uniform(0.0, 1.0, 3), trousers=rng.uniform(0.0, 0.5, 3))
+          for _ in range(count)]
+
+
+def _wrap(x: float) -> float:
+  """Figures leaving one side come back on the other."""
+  return (x + 0.2) % 1.4 - 0.2
+
+
+def _beach(rng, frames, size):
+  yy, xx = _grid(size)
+  horizon, shore = rng.uniform(0.28, 0.4), rng.uniform(0.55, 0.68)
+  sky = _jitter(rng, (0.55, 0.75, 0.95))[None, None] * (1.0 - 0.3 * yy[..., None])
+  sea = _jitter(rng, (0.1, 0.35, 0.6))
+  sand = _jitter(rng, (0.85, 0.75, 0.55))
+  sand_texture = _texture(rng, size, 0.04)
+  wave_length, wave_speed = rng.uniform(0.05, 0.09), rng.uniform(0.1, 0.25)
+  walkers = _walkers(rng, rng.integers(1, 4), (shore + 0.15, 0.97), (0.18, 0.3))
+  video = []
+  for t in range(frames):
+    frame = np.where((yy < horizon)[..., None], sky, sand + sand_texture)
+    waves = 0.12 * np.sin(2 * np.pi * ((yy - horizon) / wave_length - wave_speed * t))
+    is_sea = (yy >= horizon) & (yy < shore)
+    frame = np.where(is_sea[..., None], sea + waves[..., None] * (yy[..., None] - horizon + 0.3),
+                     frame)
+    foam = is_sea & (yy > shore - 0.03 - 0.015 * np.sin(2 * np.pi * (xx * 3 + 0.1 * t)))
+    frame[foam] = (0.95, 0.95, 0.95)
+    for w in walkers:
+      _person(frame, yy, xx, w['y'], _wrap(w['x'] + w['vx'] * t), w['height'], w['shirt'],
+              w['trousers'])
+    video.append(frame)
+  return video
+
+
+def _golf(rng, frames, size):
+  yy, xx = _grid(size)
+  tree_line = rng.uniform(0.2, 0.32)
+  sky = _jitter(rng, (0.6, 0.78, 0.95))
+  grass = _jitter(rng, (0.25, 0.6, 0.2))
+  stripe_width, slant = rng.uniform(0.08, 0.15), rng.uniform(-0.5, 0.5)
+  stripes = 0.06 * np.sign(np.sin(np.pi * (xx + slant * yy) / stripe_width))[..., None]
+  background = np.where((yy < tree_line)[..., None], sky, grass + stripes)
+  for _ in range(rng.integers(3, 7)):  # trees along the horizon
+    cx, r = rng.uniform(0, 1), rng.uniform(0.05, 0.1)
+    background[_ellipse(yy, xx, tree_line, cx, r, r)] = _jitter(rng, (0.1, 0.3, 0.1))
+  golfers = _walkers(rng, rng.integers(1, 3), (0.6, 0.95), (0.25, 0.4))
+  ball_start = np.array([rng.uniform(0.6, 0.9), rng.uniform(0.1, 0.5)])
+  ball_velocity = np.array([-rng.uniform(0.03, 0.06), rng.uniform(0.01, 0.03)])
+  video = []
+  for t in range(frames):
+    frame = background.copy()
+    for g in golfers:
+      _person(frame, yy, xx, g['y'], _wrap(g['x'] + 0.5 * g['vx'] * t), g['height'],
+              (0.95, 0.95, 0.95), g['trousers'])
+    by, bx = ball_start + ball_velocity * t + np.array([0.0025 * t * t, 0.0])
+    frame[_ellipse(yy, xx, by, bx, 0.02, 0.02)] = (1.0, 1.0, 1.0)
+    video.append(frame)
+  return video
+
+
+def _train_station(rng, frames, size):
+  yy, xx = _grid(size)
+  platform_top, track_top = rng.uniform(0.4, 0.5), rng.uniform(0.62, 0.7)
+  wall = _jitter(rng, (0.6, 0.6, 0.65))
+  background = np.where((yy < platform_top)[..., None], wall, _jitter(rng, (0.75, 0.75, 0.72)))
+  background = background + _texture(rng, size, 0.03)
+  background[yy >= track_top] = _jitter(rng, (0.35, 0.3, 0.28), 0.04)  # ballast
+  sleepers = (np.sin(2 * np.pi * xx / 0.06) > 0.3) & (yy >= track_top + 0.05)
+  background[sleepers] = (0.3, 0.2, 0.12)
+  for rail in (track_top + 0.1, track_top + 0.22):
+    background[np.abs(yy - rail) < 0.012] = (0.8, 0.8, 0.82)
+  train_color = rng.uniform(0.2, 0.9, 3)
+  length = rng.uniform(1.2, 2.5)
+  speed = rng.choice([-1, 1]) * rng.uniform(0.04, 0.09)
+  front = rng.uniform(-0.5, 1.5)
+  train_top, train_bottom = track_top - rng.uniform(0.3, 0.4), track_top + 0.24
+  video = []
+  for t in range(frames):
+    frame = background.copy()
+    left = front + speed * t
+    body = _box(yy, xx, train_top, left, train_bottom, left + length)
+    frame[body] = train_color
+    windows = body & (yy > train_top + 0.05) & (yy < train_top + 0.15) & (
+        np.sin(2 * np.pi * (xx - left) / 0.12) > 0.0)
+    frame[windows] = (0.15, 0.2, 0.3)
+    video.append(frame)
+  return video
+
+
+def _babies(rng, frames, size):
+  yy, xx = _grid(size)
+  floor_top = rng.uniform(0.55, 0.7)
+  background = np.where((yy < floor_top)[..., None], _jitter(rng, (0.9, 0.85, 0.75)),
+                        _jitter(rng, (0.6, 0.42, 0.25)) + 0.05 * np.sin(
+                            2 * np.pi * xx[..., None] / 0.1))
+  wx = rng.uniform(0.1, 0.6)
+  background[_box(yy, xx, 0.1, wx, floor_top - 0.2, wx + 0.3)] = _jitter(rng, (0.7, 0.85, 1.0))
+  background[_ellipse(yy, xx, floor_top + 0.22, rng.uniform(0.3, 0.7), 0.12, 0.35)] = (
+      rng.uniform(0.3, 1.0, 3))
+  skin = _jitter(rng, (0.95, 0.75, 0.65), 0.05)
+  clothes = rng.uniform(0.3, 1.0, 3)
+  y0, x0 = rng.uniform(floor_top + 0.1, 0.85), rng.uniform(0.2, 0.8)
+  vy, vx = rng.uniform(-0.006, 0.006), rng.choice([-1, 1]) * rng.uniform(0.004, 0.01)
+  phase = rng.uniform(0, 2 * np.pi)
+  video = []
+  for t in range(frames):
+    frame = background.copy()
+    cy = y0 + vy * t + 0.015 * np.sin(0.5 * t + phase)
+    cx = x0 + vx * t
+    frame[_ellipse(yy, xx, cy, cx, 0.08, 0.14)] = clothes
+    frame[_ellipse(yy, xx, cy - 0.07, cx + np.sign(vx) * 0.13, 0.065, 0.065)] = skin
+    video.append(frame)
+  return video
+
+
+_RENDERERS = {'beach': _beach, 'golf': _golf, 'train_station': _train_station, 'babies': _babies}
+
+
+def check_scene(scene: str) -> None:
+  """ValueError naming the built-in scenes when `scene` is not one of them."""
+  if scene not in _RENDERERS:
+    raise ValueError(f'No built-in synthetic scene {scene!r}; the built-in scenes are '
+                     f'{", ".join(SCENES)}.')
+
+
+def render_clip(scene: str, index: int, frames: int = 32, size: int = 64,
+                seed: int = 0) -> np.ndarray:
+  """Clip number `index` of a scene: uint8 [frames, size, size, 3], the same for the same args."""
+  check_scene(scene)
+  scene_id = zlib.crc32(scene.encode())  # stable across processes, unlike hash()
+  rng = np.random.default_rng([seed, scene_id, int(index)])
+  video = np.stack(_RENDERERS[scene](rng, frames, size))
+  return np.round(np.clip(video, 0.0, 1.0) * 255).astype(np.uint8)

@@ -1,0 +1,1 @@
+"""Entry points (absl flags): parse flags, build the config, call the library."""

@@ -1,0 +1,125 @@
+"""Shapes, Eq. 2, the streams' ranges, and the CPU convolutions against XLA's reference."""
+
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from vgan_jax import configs, models
+from vgan_jax.models import layers
+
+
+@pytest.mark.parametrize('name', ['paper', 'tiny'])
+def test_shapes_of_every_module(name):
+  config = configs.get_config(name)
+  frames, size, width = config.model.frames, config.model.size, config.model.width
+  z = jnp.zeros((2, config.model.latent_dim))
+  video = jnp.zeros((2, frames, size, size, 3))
+  sizes = dict(frames=frames, size=size, width=width)
+  init = lambda module, x: jax.eval_shape(  # shapes only: no paper-size compute
+      lambda: module.init_with_output(jax.random.PRNGKey(0), x, train=False))[0]
+
+  assert init(models.VideoTrunk(**sizes), z).shape == (2, frames // 2, size // 2, size // 2, width)
+  assert init(models.ImageGenerator(**sizes), z).shape == (2, size, size, 3)
+  one = init(models.OneStreamGenerator(**sizes), z)
+  assert one.video.shape == (2, frames, size, size, 3) and one.mask is None
+  two = init(models.TwoStreamGenerator(**sizes), z)
+  assert two.video.shape == two.foreground.shape == (2, frames, size, size, 3)
+  assert two.background.shape == (2, size, size, 3)
+  assert two.mask.shape == (2, frames, size, size, 1)
+  assert init(models.DiscriminatorTrunk(**sizes), video).shape == (
+      2, frames // 16, size // 16, size // 16, 8 * width)
+  assert init(models.Discriminator(**sizes), video).shape == (2,)
+
+
+def test_paper_generator_layers_have_the_papers_shapes():
+  config = configs.get_config('paper')
+  params = jax.eval_shape(lambda: models.build_generator(config.model).init(
+      jax.random.PRNGKey(0), jnp.zeros((1, 100)), train=False))['params']
+  kernels = [params['trunk'][f'{kind}_{i}']['kernel'].shape for kind, i in
+             [('ConvTranspose', 0), ('UpConv', 0), ('UpConv', 1), ('UpConv', 2)]]
+  assert kernels == [(2, 4, 4, 100, 512), (4, 4, 4, 512, 256), (4, 4, 4, 256, 128),
+                     (4, 4, 4, 128, 64)]
+  assert params['video']['kernel'].shape == (4, 4, 4, 64, 3)
+  assert params['mask']['kernel'].shape == (4, 4, 4, 64, 1)
+
+
+def _two_stream(test_config, mask_bias=None):
+  generator = models.build_generator(test_config.model)
+  z = jax.random.normal(jax.random.PRNGKey(1), (3, test_config.model.latent_dim))
+  variables = generator.init(jax.random.PRNGKey(0), z, train=False)
+  if mask_bias is not None:
+    params = flax.core.unfreeze(variables['params'])
+    params['mask']['bias'] = jnp.full_like(params['mask']['bias'], mask_bias)
+    variables = dict(variables, params=params)
+  # Training mode: BatchNorm on batch statistics, so the streams have their full range at init.
+  return generator.apply(variables, z, train=True, mutable=['batch_stats'])[0]
+
+
+def test_two_stream_output_is_the_masked_blend(test_config):
+  out = _two_stream(test_config)
+  by_hand = out.mask * out.foreground + (1 - out.mask) * out.background[:, None]
+  np.testing.assert_allclose(out.video, by_hand, atol=1e-6)
+  assert float(jnp.abs(out.foreground - out.background[:, None]).max()) > 1e-3  # not trivial
+
+
+def test_mask_is_in_unit_interval_and_video_in_tanh_range(test_config):
+  for bias in (None, 30.0, -30.0):
+    out = _two_stream(test_config, bias)
+    assert float(out.mask.min()) >= 0.0 and float(out.mask.max()) <= 1.0
+    assert float(jnp.abs(out.video).max()) <= 1.0
+
+
+def test_background_is_constant_over_time(test_config):
+  out = _two_stream(test_config, mask_bias=-30.0)  # mask ~ 0: only the background shows
+  assert float(out.mask.max()) < 1e-6
+  for t in range(out.video.shape[1]):
+    np.testing.assert_allclose(out.video[:, t], out.background, atol=1e-5)
+  out = _two_stream(test_config, mask_bias=30.0)  # mask ~ 1: the foreground, which moves
+  assert float(jnp.abs(out.video[:, 1:] - out.video[:, :-1]).max()) > 1e-4
+
+
+def test_paper_initialisation(test_config):
+  params = models.build_discriminator(test_config.model).init(
+      jax.random.PRNGKey(0), jnp.zeros((1, 16, 16, 16, 3)), train=False)['params']
+  kernel = np.asarray(params['trunk']['DownConv_1']['kernel'])
+  assert abs(kernel.std() - 0.01) < 0.001 and abs(kernel.mean()) < 0.001
+  assert not np.asarray(params['trunk']['DownConv_1']['bias']).any()
+  scale = np.asarray(params['trunk']['BatchNorm_0']['scale'])
+  assert abs(scale.mean() - 1.0) < 0.02 and 0.0 < scale.std() < 0.05
+
+
+def test_discriminator_names_a_wrong_input_shape(test_config):
+  discriminator = models.build_discriminator(test_config.model)
+  with pytest.raises(ValueError, match=r'\[B, 16, 16, 16, 3\].*got \[2, 8, 16, 16, 3\]'):
+    discriminator.init(jax.random.PRNGKey(0), jnp.zeros((2, 8, 16, 16, 3)), train=False)
+
+
+@pytest.mark.parametrize('shape', [(2, 4, 8, 8, 5), (1, 6, 6, 10, 3), (2, 2, 4, 4, 8)])
+def test_decomposed_convolutions_match_xla(shape):
+  """Values and gradients (input and kernel) of the CPU formulations equal XLA's convolutions."""
+  keys = jax.random.split(jax.random.PRNGKey(0), 4)
+  x = jax.random.normal(keys[0], shape)
+  channels = shape[-1]
+  for apply, out_channels in ((layers.up_conv_apply, 7), (layers.down_conv_apply, 6)):
+    kernel = jax.random.normal(keys[1], (4, 4, 4, channels, out_channels))
+    for inputs, weights in ((x, kernel), (x[:, 0], kernel[0])):  # 3-D and 2-D
+      reference = apply(inputs, weights, 'xla')
+      decomposed = apply(inputs, weights, 'decomposed')
+      np.testing.assert_allclose(decomposed, reference, rtol=1e-4, atol=1e-4)
+      cotangent = jax.random.normal(keys[2], reference.shape)
+      loss = lambda impl: lambda a, w: jnp.vdot(apply(a, w, impl), cotangent)
+      grads_reference = jax.grad(loss('xla'), argnums=(0, 1))(inputs, weights)
+      grads_decomposed = jax.grad(loss('decomposed'), argnums=(0, 1))(inputs, weights)
+      for got, want in zip(grads_decomposed, grads_reference):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-3)
+
+
+def test_up_and_down_convolutions_double_and_halve():
+  x = jnp.ones((1, 4, 6, 8, 2))
+  kernel = jnp.ones((4, 4, 4, 2, 3))
+  assert layers.up_conv_apply(x, kernel, 'xla').shape == (1, 8, 12, 16, 3)
+  assert layers.down_conv_apply(x, kernel, 'xla').shape == (1, 2, 3, 4, 3)
+  with pytest.raises(ValueError, match='conv_impl'):
+    layers.up_conv_apply(x, kernel, 'cudnn')

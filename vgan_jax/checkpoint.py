@@ -1,0 +1,112 @@
+"""Checkpoints of the train state with orbax: save every N steps, keep the last K, resume from the
+latest. Each checkpoint also holds the config it was trained with (JSON), so a checkpoint that
+does not fit the current model is refused with a message naming the differing fields, before
+orbax is asked to restore arrays of the wrong shape.
+
+Orbax writes to a temporary directory and renames it when complete, so a run killed during a save
+never leaves a checkpoint that looks finished.
+"""
+
+import os
+from typing import Any
+
+import jax
+import ml_collections
+import orbax.checkpoint as ocp
+from absl import logging
+
+STATE = 'state'
+CONFIG = 'config'
+# Config sections that fix the shapes of the state; a checkpoint must agree on them to be restored.
+STRUCTURAL_FIELDS = ('model',)
+
+
+class CheckpointMismatchError(ValueError):
+  """A checkpoint that was written for another model than the one being restored."""
+
+
+def create_manager(directory: str, config: ml_collections.ConfigDict) -> ocp.CheckpointManager:
+  """A manager in `directory` that keeps `config.keep_checkpoints` and saves asynchronously.
+
+  Saves at multiples of `config.checkpoint_every` (plus any `force=True` save, e.g. at the end).
+  """
+  options = ocp.CheckpointManagerOptions(
+      max_to_keep=config.keep_checkpoints,
+      save_interval_steps=config.checkpoint_every,
+      create=True,
+      # The save copies the arrays to host memory before returning, so the train step may donate
+      # and overwrite the device buffers while the files are still being written.
+      enable_async_checkpointing=True)
+  return ocp.CheckpointManager(os.path.abspath(directory), options=options,
+                               item_names=(STATE, CONFIG))
+
+
+def save(manager: ocp.CheckpointManager, step: int, state: Any,
+         config: ml_collections.ConfigDict, force: bool = False) -> bool:
+  """Saves `state` and `config` at `step` if the interval says so (or `force`); True if it did."""
+  return manager.save(step, args=ocp.args.Composite(**{
+      STATE: ocp.args.StandardSave(state),
+      CONFIG: ocp.args.JsonSave(config.to_dict())}), force=force)
+
+
+def _differences(saved: dict, current: dict, prefix: str = '') -> list[str]:
+  """'field: saved -> current' for every leaf where two nested dicts differ."""
+  lines = []
+  for key in sorted(set(saved) | set(current)):
+    name = f'{prefix}{key}'
+    a, b = saved.get(key, '<missing>'), current.get(key, '<missing>')
+    if isinstance(a, dict) and isinstance(b, dict):
+      lines += _differences(a, b, name + '.')
+    elif a != b:
+      lines.append(f'{name}: checkpoint {a!r}, current {b!r}')
+  return lines
+
+
+def check_compatible(saved_config: dict, config: ml_collections.ConfigDict, where: str) -> None:
+  """Raises CheckpointMismatchError when the saved config's model differs from `config`'s."""
+  current = config.to_dict()
+  differences = _differences({k: saved_config.get(k, {}) for k in STRUCTURAL_FIELDS},
+                             {k: current[k] for k in STRUCTURAL_FIELDS})
+  if differences:
+    raise CheckpointMismatchError(
+        f'The checkpoint {where} was written for another model:\n  ' + '\n  '.join(differences) +
+        '\nRestore it with the config it was trained with, or start a new --workdir.')
+  others = _differences(saved_config, current)
+  if others:
+    logging.info('Resuming %s with changed settings: %s', where, '; '.join(others))
+
+
+def load_config(manager: ocp.CheckpointManager, step: int) -> dict:
+  """The config (a plain dict) saved with the checkpoint at `step`."""
+  return manager.restore(step, args=ocp.args.Composite(**{CONFIG: ocp.args.JsonRestore()}))[CONFIG]
+
+
+def restore(manager: ocp.CheckpointManager, step: int, target: Any,
+            config: ml_collections.ConfigDict) -> Any:
+  """The state saved at `step`, with the shapes, dtypes and shardings of `target`.
+
+  Raises CheckpointMismatchError (naming the checkpoint and what differs) for a checkpoint of
+  another model, and FileNotFoundError for a step that is not there.
+  """
+  where = os.path.join(str(manager.directory), str(step))
+  if step not in manager.all_steps():
+    raise FileNotFoundError(f'No checkpoint at step {step} in {manager.directory} '
+                            f'(steps there: {list(manager.all_steps()) or "none"}).')
+  check_compatible(load_config(manager, step), config, where)
+  abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
+  try:
+    restored = manager.restore(step, args=ocp.args.Composite(**{
+        STATE: ocp.args.StandardRestore(abstract)}))
+  except (ValueError, KeyError, TypeError) as error:  # shapes or tree structure differ
+    raise CheckpointMismatchError(f'The checkpoint {where} does not fit the model: {error}') from error
+  return restored[STATE]
+
+
+def restore_latest(manager: ocp.CheckpointManager, target: Any,
+                   config: ml_collections.ConfigDict) -> Any:
+  """The latest checkpoint's state if there is one, else `target` unchanged."""
+  step = manager.latest_step()
+  if step is None:
+    return target
+  logging.info('Resuming from the checkpoint at step %d in %s.', step, manager.directory)
+  return restore(manager, step, target, config)

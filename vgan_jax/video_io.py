@@ -1,0 +1,90 @@
+"""Turning generated videos into files a person can look at: GIF grids of clips and of the two
+streams (foreground, background, mask). Writes are atomic (temporary file, then rename).
+"""
+
+import contextlib
+import os
+import tempfile
+
+import numpy as np
+from PIL import Image
+
+from vgan_jax.models import GeneratorOutput
+
+
+def to_uint8(video: np.ndarray, low: float = -1.0, high: float = 1.0) -> np.ndarray:
+  """Values in [low, high] -> uint8 [0, 255] (clipped)."""
+  scaled = (np.asarray(video, np.float32) - low) / (high - low)
+  return np.round(np.clip(scaled, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+def video_grid(videos: np.ndarray, columns: int | None = None, padding: int = 1,
+               scale: int = 1) -> np.ndarray:
+  """uint8 videos [N, T, H, W, C] (C 1 or 3) -> one uint8 video [T, rows*(H+p)+p, ...(W), 3].
+
+  Clips are laid out row by row, `columns` wide (default: a square-ish grid), separated by
+  `padding` white pixels; `scale` enlarges each pixel (nearest neighbour) for tiny frames.
+  """
+  videos = np.asarray(videos)
+  if videos.ndim != 5:
+    raise ValueError(f'video_grid takes [N, T, H, W, C] videos; got shape {videos.shape}.')
+  if videos.shape[-1] == 1:
+    videos = np.repeat(videos, 3, axis=-1)
+  if scale > 1:
+    videos = videos.repeat(scale, axis=2).repeat(scale, axis=3)
+  n, t, h, w, c = videos.shape
+  columns = columns or int(np.ceil(np.sqrt(n)))
+  rows = int(np.ceil(n / columns))
+  grid = np.full((t, rows * (h + padding) + padding, columns * (w + padding) + padding, c), 255,
+                 np.uint8)
+  for i in range(n):
+    top = padding + (i // columns) * (h + padding)
+    left = padding + (i % columns) * (w + padding)
+    grid[:, top:top + h, left:left + w] = videos[i]
+  return grid
+
+
+def stream_videos(output: GeneratorOutput) -> dict[str, np.ndarray]:
+  """The streams of a generator output as uint8 videos [N, T, H, W, C]: 'video', and for two
+  streams also 'foreground', 'background' (repeated over time) and 'mask' (white = foreground)."""
+  videos = {'video': to_uint8(output.video)}
+  if output.mask is not None:
+    frames = output.video.shape[1]
+    videos['foreground'] = to_uint8(output.foreground)
+    videos['background'] = np.repeat(to_uint8(output.background)[:, None], frames, axis=1)
+    videos['mask'] = to_uint8(output.mask, 0.0, 1.0)
+  return videos
+
+
+@contextlib.contextmanager
+def atomic_write(path: str):
+  """Yields a binary file that appears at `path` only once complete (temporary name, rename)."""
+  directory = os.path.dirname(os.path.abspath(path))
+  os.makedirs(directory, exist_ok=True)
+  handle, temporary = tempfile.mkstemp(dir=directory, prefix='.tmp-',
+                                       suffix=os.path.splitext(path)[1])
+  try:
+    with os.fdopen(handle, 'wb') as file:
+      yield file
+    os.replace(temporary, path)
+  finally:
+    if os.path.exists(temporary):
+      os.remove(temporary)
+
+
+def write_gif(path: str, frames: np.ndarray, fps: float = 8.0) -> None:
+  """uint8 frames [T, H, W, 3] -> an endlessly looping GIF at `path`, written atomically."""
+  frames = np.asarray(frames)
+  if frames.dtype != np.uint8 or frames.ndim != 4:
+    raise ValueError(f'write_gif takes uint8 frames [T, H, W, C]; got {frames.dtype} '
+                     f'{frames.shape}.')
+  images = [Image.fromarray(frame) for frame in frames]
+  with atomic_write(path) as file:
+    images[0].save(file, format='GIF', save_all=True, append_images=images[1:],
+                   duration=int(round(1000 / fps)), loop=0)
+
+
+def write_png(path: str, image: np.ndarray) -> None:
+  """uint8 image [H, W, 3] -> PNG at `path`, written atomically."""
+  with atomic_write(path) as file:
+    Image.fromarray(np.asarray(image)).save(file, format='PNG')
