@@ -82,18 +82,19 @@ def test_background_is_constant_over_time(test_config):
 
 def test_paper_initialisation(test_config):
   params = models.build_discriminator(test_config.model).init(
-      jax.random.PRNGKey(0), jnp.zeros((1, 16, 16, 16, 3)), train=False)['params']
+      jax.random.PRNGKey(0), jnp.zeros((1, 16, 32, 32, 3)), train=False)['params']
   kernel = np.asarray(params['trunk']['DownConv_1']['kernel'])
   assert abs(kernel.std() - 0.01) < 0.001 and abs(kernel.mean()) < 0.001
-  assert not np.asarray(params['trunk']['DownConv_1']['bias']).any()
+  assert not np.asarray(params['trunk']['DownConv_0']['bias']).any()
+  assert 'bias' not in params['trunk']['DownConv_1']  # BatchNorm follows
   scale = np.asarray(params['trunk']['BatchNorm_0']['scale'])
   assert abs(scale.mean() - 1.0) < 0.02 and 0.0 < scale.std() < 0.05
 
 
 def test_discriminator_names_a_wrong_input_shape(test_config):
   discriminator = models.build_discriminator(test_config.model)
-  with pytest.raises(ValueError, match=r'\[B, 16, 16, 16, 3\].*got \[2, 8, 16, 16, 3\]'):
-    discriminator.init(jax.random.PRNGKey(0), jnp.zeros((2, 8, 16, 16, 3)), train=False)
+  with pytest.raises(ValueError, match=r'\[B, 16, 32, 32, 3\].*got \[2, 8, 32, 32, 3\]'):
+    discriminator.init(jax.random.PRNGKey(0), jnp.zeros((2, 8, 32, 32, 3)), train=False)
 
 
 @pytest.mark.parametrize('shape', [(2, 4, 8, 8, 5), (1, 6, 6, 10, 3), (2, 2, 4, 4, 8)])

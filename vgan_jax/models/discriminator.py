@@ -22,8 +22,10 @@ class DiscriminatorTrunk(layers.SizedModule):
                        f' (frames, height, width, channels); got {list(video.shape)}.')
     x = video
     for i, features in enumerate(reversed(self.hidden_widths)):
-      x = self.down_conv(features)(x)
-      if i > 0:  # no BatchNorm on the first layer (DCGAN)
+      if i == 0:  # no BatchNorm on the first layer (DCGAN)
+        x = self.down_conv(features)(x)
+      else:
+        x = self.down_conv(features, use_bias=False)(x)
         x = layers.batch_norm(train, self.batchnorm_scale_stddev)(x)
       x = layers.leaky_relu(x)
     return x

@@ -45,7 +45,7 @@ class VideoTrunk(layers.SizedModule):
     x = z.reshape(z.shape[0], 1, 1, 1, z.shape[-1])
     x = self.bn_relu(layers.project_conv(first, self.video_window, self.conv_init_stddev)(x), train)
     for features in rest:
-      x = self.bn_relu(self.up_conv(features)(x), train)
+      x = self.bn_relu(self.up_conv(features, use_bias=False)(x), train)
     return x
 
 
@@ -61,7 +61,7 @@ class ImageGenerator(layers.SizedModule):
     x = z.reshape(z.shape[0], 1, 1, z.shape[-1])
     x = self.bn_relu(layers.project_conv(first, self.video_window[1:], self.conv_init_stddev)(x), train)
     for features in rest:
-      x = self.bn_relu(self.up_conv(features)(x), train)
+      x = self.bn_relu(self.up_conv(features, use_bias=False)(x), train)
     return jnp.tanh(self.up_conv(self.channels)(x))
 
 

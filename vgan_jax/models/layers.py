@@ -145,12 +145,14 @@ class _StridedConv(nn.Module):
   features: int
   stddev: float
   impl: str = 'auto'
+  use_bias: bool = True
 
   def _kernel_and_bias(self, x: jax.Array, kernel_in: int, kernel_out: int):
     ndim = x.ndim - 2
     kernel = self.param('kernel', conv_init(self.stddev), (KERNEL,) * ndim + (kernel_in, kernel_out))
-    bias = self.param('bias', nn.initializers.zeros_init(), (self.features,))
-    return kernel, bias
+    if not self.use_bias:
+      return kernel, 0.0
+    return kernel, self.param('bias', nn.initializers.zeros_init(), (self.features,))
 
 
 class UpConv(_StridedConv):
@@ -173,9 +175,12 @@ class DownConv(_StridedConv):
 
 def project_conv(features: int, window: Sequence[int], stddev: float,
                  name: str | None = None) -> nn.ConvTranspose:
-  """The first generator layer: a 1x..x1 code -> a `window`-sized block (a 'full' convolution)."""
-  return nn.ConvTranspose(features, tuple(window), padding='VALID', kernel_init=conv_init(stddev),
-                          name=name)
+  """The first generator layer: a 1x..x1 code -> a `window`-sized block (a 'full' convolution).
+
+  No bias: BatchNorm follows and would subtract it again.
+  """
+  return nn.ConvTranspose(features, tuple(window), padding='VALID', use_bias=False,
+                          kernel_init=conv_init(stddev), name=name)
 
 
 def collapse_conv(features: int, window: Sequence[int], stddev: float,
@@ -212,11 +217,13 @@ class SizedModule(nn.Module):
     """These fields as keyword arguments, to build a sub-network of the same size."""
     return {name: getattr(self, name) for name in SIZE_FIELDS}
 
-  def up_conv(self, features: int, name: str | None = None) -> UpConv:
-    return UpConv(features, self.conv_init_stddev, self.conv_impl, name=name)
+  # Layers that BatchNorm follows have no bias: BatchNorm subtracts it again, so its gradient is
+  # zero up to rounding, which Adam would blow up into full-size random steps.
+  def up_conv(self, features: int, name: str | None = None, use_bias: bool = True) -> UpConv:
+    return UpConv(features, self.conv_init_stddev, self.conv_impl, use_bias, name=name)
 
-  def down_conv(self, features: int, name: str | None = None) -> DownConv:
-    return DownConv(features, self.conv_init_stddev, self.conv_impl, name=name)
+  def down_conv(self, features: int, name: str | None = None, use_bias: bool = True) -> DownConv:
+    return DownConv(features, self.conv_init_stddev, self.conv_impl, use_bias, name=name)
 
   def bn_relu(self, x: jax.Array, train: bool) -> jax.Array:
     """BatchNorm then ReLU: what follows every hidden generator layer."""

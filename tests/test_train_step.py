@@ -1,0 +1,97 @@
+"""The GAN step: it updates both nets, learns, and gives the same update on 1 and 2 devices."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from data_pipeline import synthetic
+from vgan_jax import parallel, train_state, train_step
+
+
+def _setup(config, devices=None):
+  gan = train_state.build_gan(config)
+  mesh = parallel.create_mesh(devices)
+  init = jax.jit(functools.partial(train_state.create_train_state, gan, config),
+                 out_shardings=parallel.replicated(mesh))
+  step = parallel.jit_step(train_step.make_gan_train_step(gan), mesh)
+  return init(jax.random.PRNGKey(config.seed)), step, mesh
+
+
+def _batch(config, start=0):
+  model = config.model
+  return {'video': np.stack([synthetic.render_clip('golf', start + i, model.frames, model.size)
+                             for i in range(config.batch_size)])}
+
+
+def _leaves_differ(a, b):
+  return any(not np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+
+
+def test_one_step_updates_both_networks_and_the_counter(test_config):
+  state, step, mesh = _setup(test_config)
+  before = jax.device_get(state)
+  state, metrics = step(state, parallel.shard_batch(_batch(test_config), mesh))
+  after = jax.device_get(state)
+  assert int(after.step) == 1
+  for field in ('generator_params', 'discriminator_params', 'generator_batch_stats',
+                'discriminator_batch_stats', 'generator_opt_state', 'discriminator_opt_state',
+                'rng'):
+    assert _leaves_differ(getattr(before, field), getattr(after, field)), field
+  for name in ('discriminator_loss', 'generator_loss', 'mask_mean', 'mask_penalty'):
+    assert np.isfinite(float(metrics[name])), name
+  assert 0.0 < float(metrics['mask_mean']) < 1.0
+  np.testing.assert_allclose(metrics['mask_penalty'], 0.1 * metrics['mask_mean'], rtol=1e-5)
+  # At initialisation D cannot tell real from fake: log 4 for D, log 2 for G.
+  assert abs(float(metrics['discriminator_loss']) - np.log(4)) < 0.1
+  assert abs(float(metrics['generator_loss']) - np.log(2)) < 0.1
+
+
+def test_discriminator_learns_a_fixed_batch(test_config):
+  test_config.optimizer.learning_rate = 1e-3  # a few dozen steps, not hundreds
+  state, step, mesh = _setup(test_config)
+  batch = parallel.shard_batch(_batch(test_config), mesh)
+  losses = []
+  for _ in range(30):
+    state, metrics = step(state, batch)
+    losses.append(float(metrics['discriminator_loss']))
+  assert np.mean(losses[-5:]) < 0.7 * np.mean(losses[:3]), losses
+
+
+def test_one_stream_generator_trains(test_config):
+  test_config.model.generator = 'one_stream'
+  state, step, mesh = _setup(test_config)
+  state, metrics = step(state, parallel.shard_batch(_batch(test_config), mesh))
+  assert 'mask_mean' not in metrics and np.isfinite(float(metrics['generator_loss']))
+
+
+def test_uint8_and_float_batches_give_the_same_step(test_config):
+  state, step, mesh = _setup(test_config)
+  uint8 = _batch(test_config)
+  as_float = {'video': uint8['video'].astype(np.float32) / 127.5 - 1.0}
+  _, m_uint8 = step(jax.tree.map(jnp.copy, state), parallel.shard_batch(uint8, mesh))
+  _, m_float = step(state, parallel.shard_batch(as_float, mesh))
+  np.testing.assert_allclose(m_uint8['discriminator_loss'], m_float['discriminator_loss'],
+                             rtol=1e-5)
+
+
+def test_two_devices_give_the_update_of_one(test_config):
+  """BatchNorm statistics and gradients are over the global batch however it is split."""
+  assert jax.device_count() >= 2, 'conftest forces 2 CPU devices'
+  results = []
+  for devices in (jax.devices()[:1], jax.devices()[:2]):
+    state, step, mesh = _setup(test_config, devices)
+    for i in range(3):
+      state, _ = step(state, parallel.shard_batch(_batch(test_config, i * 4), mesh))
+    results.append(jax.device_get(state))
+  one, two = results
+  for a, b in zip(jax.tree.leaves(one), jax.tree.leaves(two)):
+    np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5)
+
+
+def test_batch_that_does_not_split_over_devices_is_refused(test_config):
+  mesh = parallel.create_mesh(jax.devices()[:2])
+  with pytest.raises(ValueError, match='batch_size=5 does not split over 2 devices'):
+    parallel.process_batch_size(5, mesh)
