@@ -1,0 +1,113 @@
+"""The train command end to end: outputs, resume, Ctrl-C, a mismatched checkpoint, bad flags."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+from PIL import Image
+
+from experiments import train
+from vgan_jax import checkpoint
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _params(state):
+  return jax.device_get((state.generator_params, state.discriminator_params,
+                         state.generator_batch_stats, state.discriminator_opt_state))
+
+
+def test_training_writes_summaries_samples_and_checkpoints(test_config, tmp_path):
+  test_config.num_steps = 2
+  state = train.train_and_evaluate(test_config, str(tmp_path), 'babies')
+  assert int(state.step) == 2
+  assert any(name.startswith('events.out.tfevents') for name in os.listdir(tmp_path))
+  samples = sorted(os.listdir(tmp_path / 'samples'))
+  assert samples == [f'0000002_{s}.gif' for s in ('background', 'foreground', 'mask', 'video')]
+  gif = Image.open(tmp_path / 'samples' / '0000002_video.gif')
+  # (GIF merges identical consecutive frames, as an untrained G makes: count play time instead.)
+  durations = []
+  for index in range(gif.n_frames):
+    gif.seek(index)
+    durations.append(gif.info['duration'])
+  assert sum(durations) == test_config.model.frames * round(1000 / test_config.sample_fps)
+  assert os.path.isdir(tmp_path / 'checkpoints' / '2')
+
+
+def test_resumed_run_equals_uninterrupted_run(test_config, tmp_path):
+  test_config.num_steps = 4
+  uninterrupted = train.train_and_evaluate(test_config, str(tmp_path / 'a'), 'golf')
+  test_config.num_steps = 2  # "killed" after its checkpoint at step 2 ...
+  train.train_and_evaluate(test_config, str(tmp_path / 'b'), 'golf')
+  test_config.num_steps = 4  # ... and started again with the same command
+  resumed = train.train_and_evaluate(test_config, str(tmp_path / 'b'), 'golf')
+  assert int(resumed.step) == 4
+  for a, b in zip(jax.tree.leaves(_params(uninterrupted)), jax.tree.leaves(_params(resumed))):
+    np.testing.assert_array_equal(a, b)
+
+
+def test_checkpoint_of_another_model_is_refused_clearly(test_config, tmp_path):
+  test_config.num_steps = 1
+  train.train_and_evaluate(test_config, str(tmp_path), 'beach')
+  test_config.model.width = 8
+  with pytest.raises(checkpoint.CheckpointMismatchError,
+                     match=r'checkpoints/1 was written for another model:\n  model.width: '
+                           r'checkpoint 4, current 8'):
+    train.train_and_evaluate(test_config, str(tmp_path), 'beach')
+
+
+def test_unknown_scene_without_data_is_refused_clearly(test_config, tmp_path):
+  with pytest.raises(ValueError, match=r"No prepared clips for scene 'moon'.*built-in scenes are "
+                                       r'beach, golf, train_station, babies'):
+    train.train_and_evaluate(test_config, str(tmp_path), 'moon', str(tmp_path / 'data'))
+
+
+def _train_command(workdir, *extra):
+  return [sys.executable, '-m', 'experiments.train', '--config=test', f'--workdir={workdir}',
+          '--scene=train_station', *extra]
+
+
+def _environment(tmp_path):
+  return dict(os.environ, VGAN_JAX_CACHE=str(tmp_path / 'cache'), PYTHONPATH=REPO)
+
+
+def test_ctrl_c_stops_with_a_checkpoint_and_the_rerun_resumes(tmp_path):
+  workdir = tmp_path / 'run'
+  process = subprocess.Popen(_train_command(workdir, '--config.num_steps=100000'), cwd=REPO,
+                             env=_environment(tmp_path), stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True)
+  deadline = time.time() + 300
+  while not (workdir / 'checkpoints' / '2').exists():  # training is under way
+    assert process.poll() is None and time.time() < deadline, process.communicate()[0][-3000:]
+    time.sleep(0.5)
+  process.send_signal(signal.SIGINT)
+  output = process.communicate(timeout=300)[0]
+  assert process.returncode == 0, output[-3000:]
+  assert 'Stopped at step' in output
+  steps = [int(name) for name in os.listdir(workdir / 'checkpoints') if name.isdigit()]
+  last = max(steps)
+  assert last >= 2
+
+  rerun = subprocess.run(_train_command(workdir, f'--config.num_steps={last + 1}'), cwd=REPO,
+                         env=_environment(tmp_path), capture_output=True, text=True, timeout=300)
+  assert rerun.returncode == 0, rerun.stderr[-3000:]
+  assert f'Resuming from the checkpoint at step {last}' in rerun.stderr
+  assert f'Done at step {last + 1}' in rerun.stderr
+
+
+@pytest.mark.parametrize('flag, message', [
+    ('--config=huge', "unknown config 'huge'"),
+    ('--config.model.nonexistent=3', 'nonexistent'),
+    ('--config.model.size=40', 'config.model.size=40: must be a positive multiple of 16'),
+])
+def test_bad_flags_give_one_clear_error(tmp_path, flag, message):
+  result = subprocess.run(_train_command(tmp_path / 'run', flag), cwd=REPO,
+                          env=_environment(tmp_path), capture_output=True, text=True, timeout=120)
+  assert result.returncode != 0
+  assert message in result.stderr, result.stderr[-3000:]
+  assert not (tmp_path / 'run').exists()  # nothing written
