@@ -74,7 +74,7 @@ def decode_clip(serialized: tf.Tensor, frames: int, size: int) -> dict[str, tf.T
   video = tf.reshape(strip, (-1, width, width, 3))
   # Too short: repeat the last frame (as the authors' loader does); too long: the first frames.
   missing = tf.maximum(frames - tf.shape(video)[0], 0)
-  video = tf.concatenate([video, tf.repeat(video[-1:], missing, axis=0)], axis=0)[:frames]
+  video = tf.concat([video, tf.repeat(video[-1:], missing, axis=0)], axis=0)[:frames]
   video = tf.image.resize(video, (size, size), method='area', antialias=True)
   video = tf.cast(tf.clip_by_value(tf.round(video), 0, 255), tf.uint8)
   return {'video': tf.ensure_shape(video, (frames, size, size, 3))}
@@ -96,6 +96,22 @@ def shard_dataset(paths: list[str], frames: int, size: int, seed: int = 0,
                      deterministic=True)
 
 
+class CorruptShardError(ValueError):
+  """A shard that cannot be read or decoded."""
+
+
+def _describe_corrupt_shards(paths: list[str]) -> str:
+  """'Corrupt shard PATH: reason' for each shard that fails to read and decode whole."""
+  problems = []
+  for path in paths:
+    try:
+      for record in tf.data.TFRecordDataset(path):
+        decode_clip(record, 1, 1)
+    except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as error:
+      problems.append(f'Corrupt shard {path}: {error.message.splitlines()[0]}')
+  return '\n'.join(problems)
+
+
 class Batches:
   """An iterator of numpy batches that releases its tf.data iterator on `close()` or at exit.
 
@@ -103,8 +119,9 @@ class Batches:
   shuts down can hang the exit; closing it first avoids that.)
   """
 
-  def __init__(self, dataset: tf.data.Dataset):
+  def __init__(self, dataset: tf.data.Dataset, shards: list[str] | None = None):
     self._iterator = dataset.as_numpy_iterator()
+    self._shards = shards or []
     atexit.register(self.close)
 
   def __iter__(self) -> 'Batches':
@@ -113,7 +130,11 @@ class Batches:
   def __next__(self) -> dict[str, np.ndarray]:
     if self._iterator is None:
       raise StopIteration
-    return next(self._iterator)
+    try:
+      return next(self._iterator)
+    except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as error:
+      # tf.data does not say which file failed: find it, and name it.
+      raise CorruptShardError(_describe_corrupt_shards(self._shards) or str(error)) from error
 
   def close(self) -> None:
     self._iterator = None
@@ -121,9 +142,11 @@ class Batches:
     atexit.unregister(self.close)
 
 
-def as_batches(dataset: tf.data.Dataset, batch_size: int) -> Batches:
+def as_batches(dataset: tf.data.Dataset, batch_size: int,
+               shards: list[str] | None = None) -> Batches:
   """The common tail: fixed-size batches of numpy dicts, prepared ahead of the consumer."""
-  return Batches(dataset.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE))
+  return Batches(dataset.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE),
+                 shards)
 
 
 def train_batches(scene: str, data_dir: str | None, *, frames: int, size: int, batch_size: int,
@@ -155,4 +178,4 @@ def train_batches(scene: str, data_dir: str | None, *, frames: int, size: int, b
     looked = f'no shards in {os.path.join(data_dir, scene)}' if data_dir else 'no --data_dir'
     source = (f'the built-in synthetic {scene!r} scenes (data_pipeline/synthetic.py), since there '
               f'are {looked}')
-  return as_batches(dataset, batch_size), source
+  return as_batches(dataset, batch_size, paths), source

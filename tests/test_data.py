@@ -1,0 +1,97 @@
+"""The built-in scenes and the tf.data input: determinism, resume, per-host slices, shards."""
+
+import io
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from data_pipeline import input_pipeline, synthetic
+
+
+@pytest.mark.parametrize('scene', synthetic.SCENES)
+def test_scenes_are_deterministic_videos_with_a_static_background_and_motion(scene):
+  clip = synthetic.render_clip(scene, 5, frames=16, size=32)
+  assert clip.shape == (16, 32, 32, 3) and clip.dtype == np.uint8
+  np.testing.assert_array_equal(clip, synthetic.render_clip(scene, 5, frames=16, size=32))
+  assert not np.array_equal(clip, synthetic.render_clip(scene, 6, frames=16, size=32))
+  assert not np.array_equal(clip, synthetic.render_clip(scene, 5, frames=16, size=32, seed=1))
+  changed = np.abs(np.diff(clip.astype(int), axis=0)).max(axis=-1) > 0  # [T-1, H, W]
+  assert changed.any(axis=0).mean() > 0.01  # something moves ...
+  assert changed.mean() < 0.5  # ... over a mostly static scene
+  assert clip.std() > 10  # not a flat colour
+
+
+def test_scene_size_follows_the_request():
+  assert synthetic.render_clip('beach', 0, frames=32, size=64).shape == (32, 64, 64, 3)
+
+
+def test_unknown_scene_names_the_known_ones():
+  with pytest.raises(ValueError, match="No built-in synthetic scene 'moon'.*beach, golf"):
+    synthetic.render_clip('moon', 0)
+
+
+def _take(batches, count):
+  out = [next(batches)['video'] for _ in range(count)]
+  batches.close()
+  return out
+
+
+def test_synthetic_batches_resume_at_a_step_exactly():
+  kwargs = dict(frames=16, size=32, batch_size=4, global_batch_size=4, seed=3)
+  from_start, source = input_pipeline.train_batches('golf', None, **kwargs)
+  assert 'built-in synthetic' in source
+  first = _take(from_start, 3)
+  resumed, _ = input_pipeline.train_batches('golf', None, start_step=2, **kwargs)
+  np.testing.assert_array_equal(_take(resumed, 1)[0], first[2])
+  assert first[0].shape == (4, 16, 32, 32, 3) and first[0].dtype == np.uint8
+
+
+def test_hosts_read_disjoint_halves_of_each_global_batch():
+  kwargs = dict(frames=16, size=16, batch_size=2, global_batch_size=4)
+  one_host, _ = input_pipeline.train_batches('babies', None, frames=16, size=16, batch_size=4,
+                                             global_batch_size=4)
+  whole = _take(one_host, 2)
+  halves = [_take(input_pipeline.train_batches('babies', None, process_index=p, process_count=2,
+                                               **kwargs)[0], 2) for p in (0, 1)]
+  for step in range(2):
+    together = {clip.tobytes() for part in halves for clip in part[step]}
+    assert together == {clip.tobytes() for clip in whole[step]}
+
+
+def _write_shard(path, clips):
+  """Clips [T, H, W, 3] as the authors stored them: one JPEG of the frames stacked vertically."""
+  with tf.io.TFRecordWriter(str(path)) as writer:
+    for clip in clips:
+      buffer = io.BytesIO()
+      Image.fromarray(clip.reshape(-1, *clip.shape[2:])).save(buffer, format='JPEG', quality=95)
+      feature = {input_pipeline.CLIP_JPEG: tf.train.Feature(
+          bytes_list=tf.train.BytesList(value=[buffer.getvalue()]))}
+      writer.write(tf.train.Example(features=tf.train.Features(feature=feature))
+                   .SerializeToString())
+
+
+def test_shards_are_read_scaled_and_short_clips_repeat_their_last_frame(tmp_path):
+  clip = synthetic.render_clip('beach', 0, frames=8, size=64)  # 8 frames stored at 64x64
+  (tmp_path / 'beach').mkdir()
+  _write_shard(tmp_path / 'beach' / 'clips-00000.tfrecord', [clip])
+  batches, source = input_pipeline.train_batches('beach', str(tmp_path), frames=16, size=32,
+                                                 batch_size=2, global_batch_size=2)
+  assert '1 shards' in source
+  video = _take(batches, 1)[0]
+  assert video.shape == (2, 16, 32, 32, 3) and video.dtype == np.uint8
+  expected = clip.reshape(8, 32, 2, 32, 2, 3).mean(axis=(2, 4))  # area scaling 64 -> 32
+  assert np.abs(video[0, :8].astype(float) - expected).mean() < 6  # JPEG tolerance
+  for t in range(8, 16):
+    np.testing.assert_array_equal(video[0, t], video[0, 7])
+
+
+def test_corrupt_shard_fails_naming_the_file(tmp_path):
+  (tmp_path / 'golf').mkdir()
+  (tmp_path / 'golf' / 'bad.tfrecord').write_bytes(b'this is not a TFRecord file at all')
+  batches, _ = input_pipeline.train_batches('golf', str(tmp_path), frames=16, size=32,
+                                            batch_size=1, global_batch_size=1)
+  with pytest.raises(input_pipeline.CorruptShardError, match=r'Corrupt shard .*golf/bad.tfrecord'):
+    next(batches)
+  batches.close()
