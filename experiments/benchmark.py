@@ -9,7 +9,6 @@ machine's practical peak. Compare with the PyTorch anchor on the same machine ri
   python ../shared/bench/torch_vgan_step.py BATCH ITERS SIZE FRAMES WIDTH
 """
 
-import functools
 import time
 
 import jax
@@ -41,8 +40,8 @@ def time_train_step(config, steps: int) -> dict[str, float]:
   """Compiles the step for `config` and times `steps` iterations on a random batch."""
   gan = train_state.build_gan(config)
   mesh = parallel.create_mesh()
-  state = jax.jit(functools.partial(train_state.create_train_state, gan, config),
-                  out_shardings=parallel.replicated(mesh))(jax.random.PRNGKey(0))
+  state = train_state.init_train_state(gan, config, jax.random.PRNGKey(0),
+                                       parallel.replicated(mesh))
   video = np.random.default_rng(0).integers(
       0, 256, (config.batch_size,) + train_state.video_shape(config), np.uint8)
   batch = parallel.shard_batch({'video': video}, mesh)

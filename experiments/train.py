@@ -89,9 +89,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, scene: s
   local_batch_size = parallel.process_batch_size(config.batch_size, mesh)
   is_main_process = jax.process_index() == 0
   manager = checkpoint.create_manager(os.path.join(workdir, 'checkpoints'), config)
-  init = jax.jit(functools.partial(train_state.create_train_state, gan, config),
-                 out_shardings=parallel.replicated(mesh))
-  state = checkpoint.restore_latest(manager, init(jax.random.PRNGKey(config.seed)), config)
+  state = train_state.init_train_state(gan, config, jax.random.PRNGKey(config.seed),
+                                       parallel.replicated(mesh))
+  state = checkpoint.restore_latest(manager, state, config)
   start_step = int(state.step)
   logging.info('%s generator, %d devices, global batch %d, steps %d -> %d, workdir %s.',
                config.model.generator, mesh.devices.size, config.batch_size, start_step, config.num_steps, workdir)

@@ -1,6 +1,5 @@
 """The GAN step: it updates both nets, learns, and gives the same update on 1 and 2 devices."""
 
-import functools
 
 import jax
 import jax.numpy as jnp
@@ -14,10 +13,10 @@ from vgan_jax import parallel, train_state, train_step
 def _setup(config, devices=None):
   gan = train_state.build_gan(config)
   mesh = parallel.create_mesh(devices)
-  init = jax.jit(functools.partial(train_state.create_train_state, gan, config),
-                 out_shardings=parallel.replicated(mesh))
   step = parallel.jit_step(train_step.make_gan_train_step(gan), mesh)
-  return init(jax.random.PRNGKey(config.seed)), step, mesh
+  state = train_state.init_train_state(gan, config, jax.random.PRNGKey(config.seed),
+                                       parallel.replicated(mesh))
+  return state, step, mesh
 
 
 def _batch(config, start=0):
