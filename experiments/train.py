@@ -67,13 +67,12 @@ class StopRequest(contextlib.AbstractContextManager):
     return False
 
 
-def write_samples(sample_fn, state, latents, workdir: str, step: int,
-                  config: ml_collections.ConfigDict, writer) -> None:
-  """GIF grids of the generated clips (and their streams) from fixed latents, and a TensorBoard
-  image of each grid's middle frame."""
-  output = jax.device_get(sample_fn(state, latents))
+def write_samples(output, workdir: str, step: int, config: ml_collections.ConfigDict,
+                  writer) -> None:
+  """GIF grids of generated clips (and their streams), and a TensorBoard image of each grid's
+  middle frame."""
   scale = max(1, 64 // config.model.size)  # small frames are hard to see
-  for stream, videos in video_io.stream_videos(output).items():
+  for stream, videos in video_io.stream_videos(jax.device_get(output)).items():
     grid = video_io.video_grid(videos, scale=scale)
     video_io.write_gif(os.path.join(workdir, 'samples', f'{step:07d}_{stream}.gif'), grid,
                        config.sample_fps)
@@ -137,8 +136,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, scene: s
         if writer:
           for name, value in means.items():
             writer.scalar(f'train/{name}', value, step)
-      if writer and (step % config.sample_every == 0 or step == config.num_steps):
-        write_samples(sample_fn, state, sample_latents, workdir, step, config, writer)
+      if step % config.sample_every == 0 or step == config.num_steps:
+        output = sample_fn(state, sample_latents)  # every host takes part in the computation
+        if writer:
+          write_samples(output, workdir, step, config, writer)
       checkpoint.save(manager, step, state, config)
 
   # --- A last checkpoint wherever we stopped (end, or Ctrl-C).
