@@ -79,6 +79,16 @@ def write_samples(output, workdir: str, step: int, config: ml_collections.Config
     writer.image(f'samples/{stream}', grid[len(grid) // 2], step)
 
 
+def _mean_metrics(metrics: list[dict], seconds: float,
+                  config: ml_collections.ConfigDict) -> dict[str, float]:
+  """Means over the steps of a logging interval, plus the speed over it."""
+  means = {name: float(np.mean(values)) for name, values in
+           jax.device_get(jax.tree.map(lambda *m: jnp.stack(m), *metrics)).items()}
+  means['steps_per_second'] = len(metrics) / seconds
+  means['clips_per_second'] = means['steps_per_second'] * config.batch_size
+  return means
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, scene: str = 'beach',
                        data_dir: str | None = None) -> train_state.GANTrainState:
   """Trains until `config.num_steps` (resuming from `workdir`'s checkpoints); returns the state."""
@@ -93,7 +103,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, scene: s
   state = checkpoint.restore_latest(manager, state, config)
   start_step = int(state.step)
   logging.info('%s generator, %d devices, global batch %d, steps %d -> %d, workdir %s.',
-               config.model.generator, mesh.devices.size, config.batch_size, start_step, config.num_steps, workdir)
+               config.model.generator, mesh.devices.size, config.batch_size, start_step,
+               config.num_steps, workdir)
 
   # --- Data: this host's slice of each global batch, from the step we start at.
   batches, source = input_pipeline.train_batches(
@@ -115,41 +126,39 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, scene: s
 
   # --- The loop.
   step, pending_metrics, interval_start = start_step, [], time.perf_counter()
-  with StopRequest() as stop, tqdm(total=config.num_steps, initial=start_step, unit='step',
-                                   disable=not is_main_process, dynamic_ncols=True) as progress:
-    while step < config.num_steps and not stop.requested:
-      state, metrics = step_fn(state, parallel.shard_batch(next(batches), mesh))
-      step += 1
-      pending_metrics.append(metrics)  # device arrays: no wait for the step to finish
-      progress.update()
-      if step % config.log_every == 0 or step == config.num_steps:
-        means = {k: float(np.mean(v)) for k, v in
-                 jax.device_get(jax.tree.map(lambda *m: jnp.stack(m), *pending_metrics)).items()}
-        elapsed = time.perf_counter() - interval_start
-        means['steps_per_second'] = len(pending_metrics) / elapsed
-        means['clips_per_second'] = means['steps_per_second'] * config.batch_size
-        pending_metrics, interval_start = [], time.perf_counter()
-        progress.set_postfix(d_loss=f'{means["discriminator_loss"]:.3f}',
-                             g_loss=f'{means["generator_loss"]:.3f}', refresh=False)
-        logging.info('step %d/%d: %s', step, config.num_steps,
-                     ', '.join(f'{k}={v:.4g}' for k, v in sorted(means.items())))
-        if writer:
-          for name, value in means.items():
-            writer.scalar(f'train/{name}', value, step)
-      if step % config.sample_every == 0 or step == config.num_steps:
-        output = sample_fn(state, sample_latents)  # every host takes part in the computation
-        if writer:
-          write_samples(output, workdir, step, config, writer)
-      checkpoint.save(manager, step, state, config)
+  try:
+    with StopRequest() as stop, tqdm(total=config.num_steps, initial=start_step, unit='step',
+                                     disable=not is_main_process, dynamic_ncols=True) as progress:
+      while step < config.num_steps and not stop.requested:
+        state, metrics = step_fn(state, parallel.shard_batch(next(batches), mesh))
+        step += 1
+        pending_metrics.append(metrics)  # device arrays: no wait for the step to finish
+        progress.update()
+        if step % config.log_every == 0 or step == config.num_steps:
+          means = _mean_metrics(pending_metrics, time.perf_counter() - interval_start, config)
+          pending_metrics, interval_start = [], time.perf_counter()
+          progress.set_postfix(d_loss=f'{means["discriminator_loss"]:.3f}',
+                               g_loss=f'{means["generator_loss"]:.3f}', refresh=False)
+          logging.info('step %d/%d: %s', step, config.num_steps,
+                       ', '.join(f'{k}={v:.4g}' for k, v in sorted(means.items())))
+          if writer:
+            for name, value in means.items():
+              writer.scalar(f'train/{name}', value, step)
+        if step % config.sample_every == 0 or step == config.num_steps:
+          output = sample_fn(state, sample_latents)  # every host takes part in the computation
+          if writer:
+            write_samples(output, workdir, step, config, writer)
+        checkpoint.save(manager, step, state, config)
 
-  # --- A last checkpoint wherever we stopped (end, or Ctrl-C).
-  if manager.latest_step() != step:
-    checkpoint.save(manager, step, state, config, force=True)
-  manager.wait_until_finished()
-  manager.close()
-  batches.close()
-  if writer:
-    writer.flush()
+    # --- A last checkpoint wherever we stopped (end, or Ctrl-C).
+    if manager.latest_step() != step:
+      checkpoint.save(manager, step, state, config, force=True)
+  finally:  # on errors too: finish the checkpoint being written, stop the input threads
+    manager.wait_until_finished()
+    manager.close()
+    batches.close()
+    if writer:
+      writer.flush()
   logging.info('%s at step %d; checkpoints in %s.',
                'Stopped' if stop.requested else 'Done', step, manager.directory)
   return state

@@ -66,7 +66,7 @@ def tiny() -> ml_collections.ConfigDict:
   config.model.width = 16
   config.batch_size = 16
   config.num_steps = 1000
-  config.log_every = 10
+  config.log_every = 25
   config.sample_every = 100
   config.checkpoint_every = 100
   return config

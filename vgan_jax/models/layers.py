@@ -64,7 +64,7 @@ def batch_norm(train: bool, scale_stddev: float, name: str | None = None) -> nn.
 
 
 def _resolve(impl: str) -> str:
-  """'auto' -> the fastest measured formulation on the current backend."""
+  """'auto' -> 'decomposed' on CPU (measured ~25x faster there), XLA's own (cuDNN) elsewhere."""
   if impl == 'auto':
     return 'decomposed' if jax.default_backend() == 'cpu' else 'xla'
   if impl not in CONV_IMPLS:
