@@ -14,6 +14,11 @@ import ml_collections
 WIDTH_MULTIPLIERS = (8, 4, 2, 1)
 # Four stride-2 layers after the first: frames and size must be multiples of 2**4.
 SPATIOTEMPORAL_STRIDE = 16
+# How strided 3-D convolutions are computed; the parameters are the same whichever is used.
+#   xla:        XLA's own convolution (cuDNN on GPU).
+#   decomposed: stride-1 / 2-D convolutions that XLA's CPU backend runs well, forward and back.
+#   auto:       decomposed on CPU, xla elsewhere.
+CONV_IMPLS = ('auto', 'xla', 'decomposed')
 
 
 def paper() -> ml_collections.ConfigDict:
@@ -31,9 +36,7 @@ def paper() -> ml_collections.ConfigDict:
   # Initialisation of the authors' Torch code: conv N(0, 0.01), BatchNorm scale N(1, 0.02).
   config.model.conv_init_stddev = 0.01
   config.model.batchnorm_scale_stddev = 0.02
-  # How strided convolutions are computed (same parameters either way): 'auto' picks the fastest
-  # measured on the backend, 'xla' (XLA's own, cuDNN on GPU) or 'decomposed' (fast on CPU).
-  config.model.conv_impl = 'auto'
+  config.model.conv_impl = 'auto'  # see CONV_IMPLS
 
   config.mask_penalty = 0.1  # lambda of the mask sparsity prior, mean |m(z)|
 
@@ -114,9 +117,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if model.generator not in ('one_stream', 'two_stream'):
     raise ValueError(f"config.model.generator={model.generator!r}: must be 'one_stream' or "
                      "'two_stream'.")
-  if model.conv_impl not in ('auto', 'xla', 'decomposed'):
-    raise ValueError(f"config.model.conv_impl={model.conv_impl!r}: must be 'auto', 'xla' or "
-                     "'decomposed'.")
+  if model.conv_impl not in CONV_IMPLS:
+    raise ValueError(f'config.model.conv_impl={model.conv_impl!r}: must be one of '
+                     f'{", ".join(CONV_IMPLS)}.')
   for field in ('width', 'latent_dim', 'channels'):
     if model[field] < 1:
       raise ValueError(f'config.model.{field}={model[field]}: must be at least 1.')

@@ -6,7 +6,7 @@ Multi-host: call `initialize_distributed()` first on every host; each host then 
 slice of the global batch (`process_batch_size`) and `shard_batch` assembles the global array.
 """
 
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
 import jax
 import numpy as np
@@ -45,11 +45,6 @@ def process_batch_size(global_batch_size: int, mesh: Mesh) -> int:
     raise ValueError(f'config.batch_size={global_batch_size} does not split over {num_devices} '
                      f'devices; use a multiple of {num_devices}.')
   return global_batch_size // jax.process_count()
-
-
-def replicate(tree: Any, mesh: Mesh) -> Any:
-  """Places a pytree (the train state) on every device of the mesh."""
-  return jax.device_put(tree, replicated(mesh))
 
 
 def shard_batch(batch: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:

@@ -83,8 +83,3 @@ def write_gif(path: str, frames: np.ndarray, fps: float = 8.0) -> None:
     images[0].save(file, format='GIF', save_all=True, append_images=images[1:],
                    duration=int(round(1000 / fps)), loop=0)
 
-
-def write_png(path: str, image: np.ndarray) -> None:
-  """uint8 image [H, W, 3] -> PNG at `path`, written atomically."""
-  with atomic_write(path) as file:
-    Image.fromarray(np.asarray(image)).save(file, format='PNG')

@@ -3,6 +3,7 @@
 import ml_collections
 
 from vgan_jax.models.discriminator import Discriminator, DiscriminatorTrunk
+from vgan_jax.models.layers import SIZE_FIELDS
 from vgan_jax.models.generator import (GeneratorOutput, ImageGenerator, OneStreamGenerator,
                                        TwoStreamGenerator, VideoTrunk)
 
@@ -10,10 +11,7 @@ _GENERATORS = {'one_stream': OneStreamGenerator, 'two_stream': TwoStreamGenerato
 
 
 def _size_kwargs(model_config: ml_collections.ConfigDict) -> dict:
-  return dict(frames=model_config.frames, size=model_config.size, channels=model_config.channels,
-              width=model_config.width, conv_init_stddev=model_config.conv_init_stddev,
-              batchnorm_scale_stddev=model_config.batchnorm_scale_stddev,
-              conv_impl=model_config.conv_impl)
+  return {name: model_config[name] for name in SIZE_FIELDS}
 
 
 def build_generator(model_config: ml_collections.ConfigDict) -> OneStreamGenerator:

@@ -15,18 +15,13 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from vgan_jax.configs import SPATIOTEMPORAL_STRIDE, WIDTH_MULTIPLIERS
+from vgan_jax.configs import CONV_IMPLS, SPATIOTEMPORAL_STRIDE, WIDTH_MULTIPLIERS
 
 # A stride-2 convolution with kernel 4 and Torch padding 1 pads one element on each side; its
 # transpose (`nn.ConvTranspose` pads the dilated input) pads kernel - 1 - 1 = 2 on each side.
 KERNEL = 4
 DOWN_PADDING = 1
 UP_PADDING = KERNEL - 1 - DOWN_PADDING
-# How strided 3-D convolutions are computed; the parameters are the same whichever is used.
-#   xla:        XLA's own convolution (cuDNN on GPU).
-#   decomposed: stride-1 / 2-D convolutions that XLA's CPU backend runs well, forward and back.
-#   auto:       decomposed on CPU, xla elsewhere.
-CONV_IMPLS = ('auto', 'xla', 'decomposed')
 
 
 def _flat_normal(key, shape, dtype) -> jax.Array:
