@@ -79,12 +79,13 @@ def write_samples(output, workdir: str, step: int, config: ml_collections.Config
     writer.image(f'samples/{stream}', grid[len(grid) // 2], step)
 
 
-def _mean_metrics(metrics: list[dict], seconds: float,
+def _mean_metrics(metrics: list[dict], interval_start: float,
                   config: ml_collections.ConfigDict) -> dict[str, float]:
-  """Means over the steps of a logging interval, plus the speed over it."""
+  """Means over the steps of a logging interval, plus the speed over it (the clock is read
+  after the steps have finished: they run asynchronously)."""
   means = {name: float(np.mean(values)) for name, values in
            jax.device_get(jax.tree.map(lambda *m: jnp.stack(m), *metrics)).items()}
-  means['steps_per_second'] = len(metrics) / seconds
+  means['steps_per_second'] = len(metrics) / (time.perf_counter() - interval_start)
   means['clips_per_second'] = means['steps_per_second'] * config.batch_size
   return means
 
@@ -135,7 +136,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, scene: s
         pending_metrics.append(metrics)  # device arrays: no wait for the step to finish
         progress.update()
         if step % config.log_every == 0 or step == config.num_steps:
-          means = _mean_metrics(pending_metrics, time.perf_counter() - interval_start, config)
+          means = _mean_metrics(pending_metrics, interval_start, config)
           pending_metrics, interval_start = [], time.perf_counter()
           progress.set_postfix(d_loss=f'{means["discriminator_loss"]:.3f}',
                                g_loss=f'{means["generator_loss"]:.3f}', refresh=False)
