@@ -18,6 +18,7 @@ import atexit
 import gc
 import glob
 import os
+
 import numpy as np
 import tensorflow as tf
 
@@ -40,7 +41,8 @@ def find_shards(data_dir: str | None, scene: str) -> list[str]:
   if not data_dir:
     return []
   folder = os.path.join(data_dir, scene)
-  return sorted({path for pattern in SHARD_GLOBS for path in glob.glob(os.path.join(folder, pattern))})
+  return sorted({path for pattern in SHARD_GLOBS
+                 for path in glob.glob(os.path.join(folder, pattern))})
 
 
 def synthetic_dataset(scene: str, frames: int, size: int, seed: int = 0, start_index: int = 0,
@@ -68,7 +70,8 @@ def synthetic_dataset(scene: str, frames: int, size: int, seed: int = 0, start_i
 
 def decode_clip(serialized: tf.Tensor, frames: int, size: int) -> dict[str, tf.Tensor]:
   """One serialized Example -> {'video': uint8 [frames, size, size, 3]}."""
-  features = tf.io.parse_single_example(serialized, {CLIP_JPEG: tf.io.FixedLenFeature([], tf.string)})
+  features = tf.io.parse_single_example(
+      serialized, {CLIP_JPEG: tf.io.FixedLenFeature([], tf.string)})
   strip = tf.io.decode_jpeg(features[CLIP_JPEG], channels=3)  # [T * H, W, 3], square frames
   width = tf.shape(strip)[1]
   video = tf.reshape(strip, (-1, width, width, 3))

@@ -31,7 +31,8 @@ def define_config_flag(default: str = 'paper') -> flags.FlagHolder:
   flag = config_flags_lib._ConfigFlag(  # pylint: disable=protected-access
       parser=_NamedConfigParser(name='config'), serializer=flags.ArgumentSerializer(),
       name='config', default=default,
-      help_string=(f'Config name ({", ".join(configs.CONFIGS)}) or FILE.py[:ARG] with get_config(); '
+      help_string=(f'Config name ({", ".join(configs.CONFIGS)}) or FILE.py[:ARG] with '
+                   'get_config(); '
                    'override fields with --config.FIELD=VALUE.'))
   return flags.DEFINE_flag(flag)
 

@@ -98,7 +98,8 @@ def restore(manager: ocp.CheckpointManager, step: int, target: Any,
     restored = manager.restore(step, args=ocp.args.Composite(**{
         STATE: ocp.args.StandardRestore(abstract)}))
   except (ValueError, KeyError, TypeError) as error:  # shapes or tree structure differ
-    raise CheckpointMismatchError(f'The checkpoint {where} does not fit the model: {error}') from error
+    raise CheckpointMismatchError(
+        f'The checkpoint {where} does not fit the model: {error}') from error
   return restored[STATE]
 
 

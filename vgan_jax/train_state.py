@@ -68,7 +68,8 @@ def video_shape(config: ml_collections.ConfigDict) -> tuple[int, int, int, int]:
   return (model.frames, model.size, model.size, model.channels)
 
 
-def create_train_state(gan: GAN, config: ml_collections.ConfigDict, rng: jax.Array) -> GANTrainState:
+def create_train_state(gan: GAN, config: ml_collections.ConfigDict,
+                       rng: jax.Array) -> GANTrainState:
   """Freshly initialised state (the paper's initialisation) for a raw PRNG key `rng`."""
   generator_key, discriminator_key, rng = jax.random.split(rng, 3)
   latent = jnp.zeros((1, gan.latent_dim), jnp.float32)

@@ -18,7 +18,8 @@ class DiscriminatorTrunk(layers.SizedModule):
   def __call__(self, video: jax.Array, train: bool = True) -> jax.Array:
     expected = (self.frames, self.size, self.size, self.channels)
     if tuple(video.shape[1:]) != expected:
-      raise ValueError(f'The discriminator takes videos of shape [B, {", ".join(map(str, expected))}]'
+      shape = ', '.join(map(str, expected))
+      raise ValueError(f'The discriminator takes videos of shape [B, {shape}]'
                        f' (frames, height, width, channels); got {list(video.shape)}.')
     x = video
     for i, features in enumerate(reversed(self.hidden_widths)):

@@ -59,7 +59,8 @@ class ImageGenerator(layers.SizedModule):
   def __call__(self, z: jax.Array, train: bool) -> jax.Array:
     first, *rest = self.hidden_widths
     x = z.reshape(z.shape[0], 1, 1, z.shape[-1])
-    x = self.bn_relu(layers.project_conv(first, self.video_window[1:], self.conv_init_stddev)(x), train)
+    project = layers.project_conv(first, self.video_window[1:], self.conv_init_stddev)
+    x = self.bn_relu(project(x), train)
     for features in rest:
       x = self.bn_relu(self.up_conv(features, use_bias=False)(x), train)
     return jnp.tanh(self.up_conv(self.channels)(x))

@@ -144,7 +144,8 @@ class _StridedConv(nn.Module):
 
   def _kernel_and_bias(self, x: jax.Array, kernel_in: int, kernel_out: int):
     ndim = x.ndim - 2
-    kernel = self.param('kernel', conv_init(self.stddev), (KERNEL,) * ndim + (kernel_in, kernel_out))
+    kernel = self.param('kernel', conv_init(self.stddev),
+                        (KERNEL,) * ndim + (kernel_in, kernel_out))
     if not self.use_bias:
       return kernel, 0.0
     return kernel, self.param('bias', nn.initializers.zeros_init(), (self.features,))
