@@ -23,8 +23,8 @@ import numpy as np
 import tensorflow as tf
 
 from data_pipeline import synthetic
+from data_pipeline.shards import CLIP_JPEG
 
-CLIP_JPEG = 'clip/jpeg'  # bytes: frames [T, H, W, 3] stacked vertically into one [T*H, W, 3] JPEG
 SHARD_GLOBS = ('*.tfrecord', '*.tfrecord-*', '*.tfrecords')
 _ENDLESS = 2 ** 62
 

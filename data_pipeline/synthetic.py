@@ -12,6 +12,7 @@ Everything is rendered directly at the requested size from coordinates in [0, 1]
 
 import zlib
 
+import cv2
 import numpy as np
 
 SCENES = ('beach', 'golf', 'train_station', 'babies')
@@ -36,8 +37,16 @@ def _jitter(rng: np.random.Generator, color, amount: float = 0.08) -> np.ndarray
 
 
 def _texture(rng: np.random.Generator, size: int, strength: float) -> np.ndarray:
-  """Static per-pixel brightness noise [size, size, 1], so surfaces are not flat."""
-  return rng.normal(0.0, strength, (size, size, 1)).astype(np.float32)
+  """Static multi-scale brightness noise [size, size, 1] with standard deviation `strength`.
+
+  Drawn on fixed coarse grids and scaled up, so a surface looks the same at every render size and
+  has corners and blobs at several scales, as real ground and walls do (what stabilization tracks).
+  """
+  noise = np.zeros((size, size), np.float32)
+  for cells in (4, 8, 16, 32, 64):
+    grid = rng.normal(0.0, 1.0, (cells, cells)).astype(np.float32)
+    noise += cv2.resize(grid, (size, size), interpolation=cv2.INTER_CUBIC)
+  return (noise * (strength / max(float(noise.std()), 1e-6)))[..., None]
 
 
 def _person(frame, yy, xx, cy, cx, height, shirt, trousers, skin=(0.85, 0.65, 0.5)):
@@ -68,12 +77,13 @@ def _beach(rng, frames, size):
   sky = _jitter(rng, (0.55, 0.75, 0.95))[None, None] * (1.0 - 0.3 * yy[..., None])
   sea = _jitter(rng, (0.1, 0.35, 0.6))
   sand = _jitter(rng, (0.85, 0.75, 0.55))
-  sand_texture = _texture(rng, size, 0.04)
+  sand_texture = _texture(rng, size, 0.08)
+  sky_texture = _texture(rng, size, 0.06)  # clouds
   wave_length, wave_speed = rng.uniform(0.05, 0.09), rng.uniform(0.1, 0.25)
   walkers = _walkers(rng, rng.integers(1, 4), (shore + 0.15, 0.97), (0.18, 0.3))
   video = []
   for t in range(frames):
-    frame = np.where((yy < horizon)[..., None], sky, sand + sand_texture)
+    frame = np.where((yy < horizon)[..., None], sky + sky_texture, sand + sand_texture)
     waves = 0.12 * np.sin(2 * np.pi * ((yy - horizon) / wave_length - wave_speed * t))
     is_sea = (yy >= horizon) & (yy < shore)
     frame = np.where(is_sea[..., None], sea + waves[..., None] * (yy[..., None] - horizon + 0.3),
@@ -98,6 +108,7 @@ def _golf(rng, frames, size):
   for _ in range(rng.integers(3, 7)):  # trees along the horizon
     cx, r = rng.uniform(0, 1), rng.uniform(0.05, 0.1)
     background[_ellipse(yy, xx, tree_line, cx, r, r)] = _jitter(rng, (0.1, 0.3, 0.1))
+  background = background + _texture(rng, size, 0.05)
   golfers = _walkers(rng, rng.integers(1, 3), (0.6, 0.95), (0.25, 0.4))
   ball_start = np.array([rng.uniform(0.6, 0.9), rng.uniform(0.1, 0.5)])
   ball_velocity = np.array([-rng.uniform(0.03, 0.06), rng.uniform(0.01, 0.03)])
@@ -118,12 +129,12 @@ def _train_station(rng, frames, size):
   platform_top, track_top = rng.uniform(0.4, 0.5), rng.uniform(0.62, 0.7)
   wall = _jitter(rng, (0.6, 0.6, 0.65))
   background = np.where((yy < platform_top)[..., None], wall, _jitter(rng, (0.75, 0.75, 0.72)))
-  background = background + _texture(rng, size, 0.03)
   background[yy >= track_top] = _jitter(rng, (0.35, 0.3, 0.28), 0.04)  # ballast
   sleepers = (np.sin(2 * np.pi * xx / 0.06) > 0.3) & (yy >= track_top + 0.05)
   background[sleepers] = (0.3, 0.2, 0.12)
   for rail in (track_top + 0.1, track_top + 0.22):
     background[np.abs(yy - rail) < 0.012] = (0.8, 0.8, 0.82)
+  background = background + _texture(rng, size, 0.09)
   train_color = rng.uniform(0.2, 0.9, 3)
   length = rng.uniform(1.2, 2.5)
   speed = rng.choice([-1, 1]) * rng.uniform(0.04, 0.09)
@@ -152,6 +163,7 @@ def _babies(rng, frames, size):
   background[_box(yy, xx, 0.1, wx, floor_top - 0.2, wx + 0.3)] = _jitter(rng, (0.7, 0.85, 1.0))
   background[_ellipse(yy, xx, floor_top + 0.22, rng.uniform(0.3, 0.7), 0.12, 0.35)] = (
       rng.uniform(0.3, 1.0, 3))
+  background = background + _texture(rng, size, 0.05)
   skin = _jitter(rng, (0.95, 0.75, 0.65), 0.05)
   clothes = rng.uniform(0.3, 1.0, 3)
   y0, x0 = rng.uniform(floor_top + 0.1, 0.85), rng.uniform(0.2, 0.8)
@@ -186,3 +198,69 @@ def render_clip(scene: str, index: int, frames: int = 32, size: int = 64,
   rng = np.random.default_rng([seed, scene_id, int(index)])
   video = np.stack(_RENDERERS[scene](rng, frames, size))
   return np.round(np.clip(video, 0.0, 1.0) * 255).astype(np.uint8)
+
+
+def shake_matrices(frames: int, size: int, seed: int = 0, max_shift: float = 0.04,
+                   max_rotation: float = 2.0, max_scale: float = 0.03,
+                   zoom: float = 1.2) -> np.ndarray:
+  """Random hand-held camera motion: per-frame [frames, 3, 3] maps original -> shaken pixels.
+
+  Each frame is zoomed by `zoom` about the centre (so the shaken view stays inside the rendered
+  one), then rotated by up to `max_rotation` degrees, scaled by up to `max_scale` and shifted by up
+  to `max_shift` of the frame size, drawn independently per frame.
+  """
+  rng = np.random.default_rng([seed, 0x5ABE])
+  centre = (size - 1) / 2.0
+  matrices = np.empty((frames, 3, 3))
+  for t in range(frames):
+    angle = rng.uniform(-max_rotation, max_rotation)
+    scale = zoom * (1.0 + rng.uniform(-max_scale, max_scale))
+    affine = cv2.getRotationMatrix2D((centre, centre), angle, scale)
+    affine[:, 2] += rng.uniform(-max_shift, max_shift, 2) * size
+    matrices[t] = np.vstack([affine, [0.0, 0.0, 1.0]])
+  return matrices
+
+
+def add_camera_shake(video: np.ndarray, seed: int = 0,
+                     **shake) -> tuple[np.ndarray, np.ndarray]:
+  """A clip [T, S, S, 3] as a shaking hand-held camera would film it: (shaken video, matrices).
+
+  The matrices [T, 3, 3] map original pixel coordinates to shaken ones (`shake_matrices`); the
+  stabilization tests measure the residual motion against them.
+  """
+  frames, size = video.shape[0], video.shape[1]
+  matrices = shake_matrices(frames, size, seed, **shake)
+  shaken = np.stack([cv2.warpPerspective(frame, matrix, (size, size), flags=cv2.INTER_LINEAR,
+                                         borderMode=cv2.BORDER_REFLECT)
+                     for frame, matrix in zip(video, matrices)])
+  return shaken, matrices
+
+
+def jittered_scene(frames: int = 32, size: int = 128, seed: int = 0, oversample: int = 2,
+                   object_speed: float = 2.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """The stabilization test scene: a textured static background and a red square moving right
+  by `object_speed` px per frame, filmed by a shaking camera at `oversample` times the size and
+  scaled down, as a real camera's sensor would.
+
+  Returns (video uint8 [frames, size, size, 3], shake [frames, 3, 3] mapping scene -> video pixel
+  coordinates at `size`, the square's top-left corner [frames, 2] (x, y) in scene coordinates).
+  """
+  rng = np.random.default_rng([seed, 0x7E57])
+  big = size * oversample
+  background = 0.5 + _texture(rng, big, 0.15) * np.array([0.9, 0.8, 0.7], np.float32)
+  side = max(2, size // 10) * oversample
+  corners = np.array([[0.3 * size + object_speed * t, 0.5 * size] for t in range(frames)])
+  video = []
+  for x, y in corners * oversample:
+    frame = background.copy()
+    frame[int(y):int(y) + side, int(x):int(x) + side] = (1.0, 0.1, 0.1)
+    video.append(frame)
+  video = np.round(np.clip(np.stack(video), 0.0, 1.0) * 255).astype(np.uint8)
+  shaken, matrices = add_camera_shake(video, seed=seed)
+  small = np.stack([cv2.resize(frame, (size, size), interpolation=cv2.INTER_AREA)
+                    for frame in shaken])
+  # Big -> small pixel coordinates (pixel centres at integers): x_small = (x_big + 0.5) / k - 0.5.
+  to_small = np.diag([1.0 / oversample, 1.0 / oversample, 1.0])
+  to_small[:2, 2] = 0.5 / oversample - 0.5
+  shake = np.array([to_small @ matrix @ np.linalg.inv(to_small) for matrix in matrices])
+  return small, shake, corners

@@ -1,0 +1,109 @@
+"""Prepares training data: videos (or the authors' released JPEG strips) -> stabilized clip shards.
+
+  python -m experiments.prepare_data                                   # built-in demo videos
+  python -m experiments.prepare_data --input=~/videos/beach --scene=beach --output=data
+  python -m experiments.prepare_data --input='clips/*.mp4' --scene=golf --workers=8
+  python -m experiments.prepare_data --from_list=golf.txt --root=frames-stable-many --scene=golf
+
+then `python -m experiments.train --data_dir=data --scene=beach`. With no --input it renders the
+built-in scene (--scene, default beach) as shaky videos in OUTPUT/demo_videos/SCENE and prepares
+those. Rerunning the same command skips the videos already done; an input that cannot be used is
+skipped with one line naming it and the reason, and listed in OUTPUT/SCENE/manifest.json.
+"""
+
+import os
+import sys
+
+from absl import app, flags, logging
+
+from data_pipeline import clips, prepare, stabilize
+
+_INPUT = flags.DEFINE_multi_string('input', [], 'Video files, folders (searched recursively) or '
+                                   'globs; repeat the flag for several.')
+_FROM_LIST = flags.DEFINE_string('from_list', None, "The authors' released list file (one "
+                                 '`path [label]` per line) of JPEG strips under --root.')
+_ROOT = flags.DEFINE_string('root', None, 'Folder the --from_list paths are relative to '
+                            "(default: the list file's folder).")
+_OUTPUT = flags.DEFINE_string('output', 'data', 'Output folder; shards go to OUTPUT/SCENE/.')
+_SCENE = flags.DEFINE_string('scene', None, 'Name of this data (the folder under --output that '
+                             '`train --scene` reads); with no --input, the built-in scene to '
+                             'render (default beach).')
+_WORKERS = flags.DEFINE_integer('workers', os.cpu_count() or 1, 'Processes, one video each.')
+_FRAMES = flags.DEFINE_integer('frames', 32, 'Frames per clip.')
+_SIZE = flags.DEFINE_integer('size', 128, 'Stored clip side, px (training scales to its config).')
+_FPS = flags.DEFINE_float('fps', 25.0, 'Frame rate clips are resampled to.')
+_STRIDE = flags.DEFINE_integer('stride', 32, 'Frames between the starts of consecutive clips.')
+_MAX_CLIPS = flags.DEFINE_integer('max_clips', 0, 'Clips per video at most (0: all).')
+_STABILIZE = flags.DEFINE_bool('stabilize', True, 'Remove camera motion (the paper does).')
+_FEATURES = flags.DEFINE_enum('features', 'sift', stabilize.FEATURES,
+                              "sift (the authors') or flow (Lucas-Kanade: several times faster).")
+_MOTION = flags.DEFINE_enum('motion', 'similarity', stabilize.MOTIONS, 'Camera motion model.')
+_MAX_ERROR = flags.DEFINE_float('max_reprojection_error', 1.5, 'Mean inlier reprojection error '
+                                '(px at --size) above which a video is cut into segments there.')
+_MIN_BRIGHTNESS = flags.DEFINE_float('min_brightness', 0.0, 'Drop clips darker than this mean '
+                                     'pixel value, 0-255 (0: keep all).')
+_MIN_CONTRAST = flags.DEFINE_float('min_contrast', 0.0, 'Drop clips whose pixel standard '
+                                   'deviation is below this (0: keep all).')
+_MIN_MOTION = flags.DEFINE_float('min_motion', 0.0, 'Drop clips whose mean absolute frame '
+                                 'difference is below this, 0-255 (0: keep all).')
+_QUALITY = flags.DEFINE_integer('quality', 95, 'JPEG quality of the stored strips.')
+_CLIPS_PER_SHARD = flags.DEFINE_integer('clips_per_shard', prepare.CLIPS_PER_RELEASED_SHARD,
+                                        'Released strips per shard (with --from_list).')
+_DEMO_VIDEOS = flags.DEFINE_integer('demo_videos', 4, 'Videos to render with no --input.')
+_PROGRESS = flags.DEFINE_bool('progress', True, 'Show a progress bar.')
+
+
+def clip_options() -> clips.ClipOptions:
+  """The flags as ClipOptions (ValueError names a bad value)."""
+  return clips.ClipOptions(
+      frames=_FRAMES.value, size=_SIZE.value, fps=_FPS.value, stride=_STRIDE.value,
+      max_clips=_MAX_CLIPS.value, stabilize=_STABILIZE.value,
+      stabilize_options=stabilize.StabilizeOptions(
+          features=_FEATURES.value, motion=_MOTION.value,
+          max_reprojection_error=_MAX_ERROR.value),
+      min_brightness=_MIN_BRIGHTNESS.value, min_contrast=_MIN_CONTRAST.value,
+      min_motion=_MIN_MOTION.value)
+
+
+def run() -> prepare.Summary:
+  """Does what the flags say; errors that stop the whole run are ValueError or OSError."""
+  if _INPUT.value and _FROM_LIST.value:
+    raise ValueError('Give --input (videos) or --from_list (released strips), not both.')
+  if not 1 <= _QUALITY.value <= 100 or _WORKERS.value < 1 or _CLIPS_PER_SHARD.value < 1:
+    raise ValueError('--quality must be 1-100, --workers and --clips_per_shard at least 1.')
+  if (_INPUT.value or _FROM_LIST.value) and not _SCENE.value:
+    raise ValueError('--scene is required with --input or --from_list: it names the data (the '
+                     'folder under --output that `train --scene` reads).')
+  if _FROM_LIST.value:
+    root = _ROOT.value or os.path.dirname(os.path.abspath(_FROM_LIST.value))
+    return prepare.prepare_released(_FROM_LIST.value, root, _OUTPUT.value, _SCENE.value,
+                                     workers=_WORKERS.value, clips_per_shard=_CLIPS_PER_SHARD.value,
+                                     progress=_PROGRESS.value)
+  options = clip_options()
+  inputs = _INPUT.value
+  if not inputs:
+    scene = _SCENE.value or 'beach'
+    demo_folder = os.path.join(_OUTPUT.value, 'demo_videos', scene)
+    logging.info('No --input: rendering %d shaky %s videos into %s.', _DEMO_VIDEOS.value, scene,
+                 demo_folder)
+    inputs = prepare.render_demo_videos(demo_folder, scene, count=_DEMO_VIDEOS.value)
+  return prepare.prepare_videos(inputs, _OUTPUT.value, _SCENE.value or 'beach', options,
+                                workers=_WORKERS.value, quality=_QUALITY.value,
+                                progress=_PROGRESS.value)
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments {argv[1:]}; inputs go in --input.')
+  try:
+    summary = run()
+  except (ValueError, OSError) as error:
+    logging.error('%s', error)
+    sys.exit(f'prepare_data: {error}')
+  for line in summary.lines():
+    logging.info('%s', line)
+    print(line)
+
+
+if __name__ == '__main__':
+  app.run(main)
