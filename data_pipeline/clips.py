@@ -27,6 +27,9 @@ from data_pipeline import stabilize as stabilization
 
 VIDEO_EXTENSIONS = ('.mp4', '.avi', '.mov', '.mkv', '.webm', '.m4v', '.mpg', '.mpeg', '.wmv',
                     '.flv', '.ogv', '.3gp', '.ts', '.mts')
+# Our errors name each bad file once; OpenCV's own warnings about it would only repeat them.
+cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.gif', '.tif', '.tiff', '.webp')
 
 
@@ -155,7 +158,7 @@ def square_crop(frame: np.ndarray, size: int) -> np.ndarray:
 def resample_counts(source_fps: float, target_fps: float) -> Iterator[int]:
   """For source frames 0, 1, ...: how many times each appears at the target rate.
 
-  Output frame k shows the source frame nearest to time k / target_fps, so a faster source drops
+  Output frame k shows the source frame on screen at time k / target_fps, so a faster source drops
   frames and a slower one repeats them; equal rates give 1, 1, 1, ...
   """
   ratio = source_fps / target_fps
@@ -163,7 +166,7 @@ def resample_counts(source_fps: float, target_fps: float) -> Iterator[int]:
   source = 0
   while True:
     count = 0
-    while math.floor(output * ratio + 0.5) <= source:
+    while math.floor(output * ratio + 1e-9) <= source:  # 1e-9: 0.1 * 3 is not 0.3
       count += 1
       output += 1
     yield count

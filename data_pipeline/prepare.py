@@ -326,13 +326,21 @@ def render_demo_videos(folder: str, scene: str, count: int = 4, frames: int = 10
   return paths
 
 
+_FOURCC = {'.avi': 'MJPG', '.mp4': 'mp4v', '.mov': 'mp4v', '.mkv': 'MJPG'}
+
+
 def write_video(path: str, frames: np.ndarray, fps: float) -> None:
-  """uint8 RGB frames [T, H, W, 3] -> a Motion-JPEG AVI at `path` (near-lossless), atomically."""
+  """uint8 RGB frames [T, H, W, 3] -> a video at `path`, atomically: Motion-JPEG (near-lossless)
+  in .avi/.mkv, MPEG-4 part 2 in .mp4/.mov (the codecs every OpenCV build can write)."""
   height, width = frames.shape[1:3]
+  extension = os.path.splitext(path)[1].lower()
+  if extension not in _FOURCC:
+    raise ValueError(f'{path}: write_video writes {", ".join(_FOURCC)} files.')
   with shards.atomic_path(path) as temporary:
-    writer = cv2.VideoWriter(temporary, cv2.VideoWriter_fourcc(*'MJPG'), fps, (width, height))
+    writer = cv2.VideoWriter(temporary, cv2.VideoWriter_fourcc(*_FOURCC[extension]), fps,
+                             (width, height))
     if not writer.isOpened():
-      raise OSError(f'OpenCV cannot write a Motion-JPEG video to {path}.')
+      raise OSError(f'OpenCV cannot write {_FOURCC[extension]} video to {path}.')
     try:
       for frame in frames:
         writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))

@@ -48,7 +48,10 @@ def encode_strip(frames: np.ndarray, quality: int = 95) -> bytes:
   if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[1] != frames.shape[2]:
     raise ValueError(f'A clip must be uint8 [T, S, S, 3]; got {frames.dtype} {frames.shape}.')
   strip = cv2.cvtColor(frames.reshape(-1, *frames.shape[2:]), cv2.COLOR_RGB2BGR)
-  ok, jpeg = cv2.imencode('.jpg', strip, [cv2.IMWRITE_JPEG_QUALITY, quality])
+  # 4:4:4: full-resolution colour (OpenCV's default halves it), which small frames need.
+  ok, jpeg = cv2.imencode('.jpg', strip, [cv2.IMWRITE_JPEG_QUALITY, quality,
+                                          cv2.IMWRITE_JPEG_SAMPLING_FACTOR,
+                                          cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444])
   if not ok:
     raise ValueError(f'OpenCV could not encode a {frames.shape} clip as JPEG.')
   return jpeg.tobytes()
@@ -89,7 +92,9 @@ def clip_example(jpeg: bytes, *, frames: int, size: int, scene: str = '', source
   }
   for name, value in (stats or {}).items():
     feature[_STATS_PREFIX + name] = _float(value)
-  return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+  # deterministic: map fields in a fixed order, so the same clip always gives the same bytes.
+  return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString(
+      deterministic=True)
 
 
 def parse_example(serialized: bytes) -> dict:
@@ -114,13 +119,18 @@ def read_shard(path: str) -> Iterator[dict]:
 
 
 @contextlib.contextmanager
-def atomic_path(path: str, keep_empty: bool = True) -> Iterator[str]:
+def atomic_path(path: str, keep_empty: bool = True,
+                keep_extension: bool = True) -> Iterator[str]:
   """Yields a temporary path beside `path`; renamed to `path` only if the block completes (and,
-  unless `keep_empty`, if something was written to it)."""
+  unless `keep_empty`, if something was written to it).
+
+  `keep_extension` ends the temporary name with `path`'s extension, for writers that pick the
+  format from it (OpenCV's VideoWriter); shards do not, so no glob for them can match it.
+  """
   directory, name = os.path.split(os.path.abspath(path))
-  # Same extension as `path`, for writers that pick the format from it (OpenCV's VideoWriter).
+  extension = os.path.splitext(name)[1] if keep_extension else ''
   handle, temporary = tempfile.mkstemp(dir=directory, prefix=f'.{name}.',
-                                       suffix=PARTIAL + os.path.splitext(name)[1])
+                                       suffix=PARTIAL + extension)
   os.close(handle)
   os.chmod(temporary, 0o666 & ~_UMASK)  # mkstemp makes files private; shards should not be
   try:
@@ -138,7 +148,7 @@ def write_shard(path: str, examples: Iterable[bytes]) -> int:
   With none, no file is written (an empty shard would only be noise).
   """
   count = 0
-  with atomic_path(path, keep_empty=False) as temporary:
+  with atomic_path(path, keep_empty=False, keep_extension=False) as temporary:
     with tf.io.TFRecordWriter(temporary) as writer:
       for example in examples:
         writer.write(example)

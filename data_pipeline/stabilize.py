@@ -151,6 +151,9 @@ def fit_motion(current: np.ndarray, before: np.ndarray,
   matches = len(current)
   if matches < options.min_inliers:
     return PairMotion(None, matches, 0, float('nan'), reason='too few matches')
+  # RANSAC draws from OpenCV's global generator: seeding it per pair makes a shard a function of
+  # its video alone, not of what the process fitted before.
+  cv2.setRNGSeed(0)
   if options.motion == 'similarity':
     affine, mask = cv2.estimateAffinePartial2D(current, before, method=cv2.RANSAC,
                                                ransacReprojThreshold=options.ransac_threshold)

@@ -1,13 +1,9 @@
 """The built-in scenes and the tf.data input: determinism, resume, per-host slices, shards."""
 
-import io
-
 import numpy as np
 import pytest
-import tensorflow as tf
-from PIL import Image
 
-from data_pipeline import input_pipeline, synthetic
+from data_pipeline import input_pipeline, shards, synthetic
 
 
 @pytest.mark.parametrize('scene', synthetic.SCENES)
@@ -62,14 +58,8 @@ def test_hosts_read_disjoint_halves_of_each_global_batch():
 
 def _write_shard(path, clips):
   """Clips [T, H, W, 3] as the authors stored them: one JPEG of the frames stacked vertically."""
-  with tf.io.TFRecordWriter(str(path)) as writer:
-    for clip in clips:
-      buffer = io.BytesIO()
-      Image.fromarray(clip.reshape(-1, *clip.shape[2:])).save(buffer, format='JPEG', quality=95)
-      feature = {input_pipeline.CLIP_JPEG: tf.train.Feature(
-          bytes_list=tf.train.BytesList(value=[buffer.getvalue()]))}
-      writer.write(tf.train.Example(features=tf.train.Features(feature=feature))
-                   .SerializeToString())
+  shards.write_shard(str(path), [shards.clip_example(shards.encode_strip(clip), frames=len(clip),
+                                                     size=clip.shape[1]) for clip in clips])
 
 
 def test_shards_are_read_scaled_and_short_clips_repeat_their_last_frame(tmp_path):
