@@ -1,2 +1,3 @@
-"""Video data for VGAN: procedural scenes, and (later) raw video -> stabilized clips -> shards ->
-tf.data batches. Never imports Flax; batches leave as dicts of numpy arrays."""
+"""Video data for VGAN: raw video -> stabilized clips -> shards -> tf.data batches, and the
+procedural scenes that stand in when there is none. Never imports Flax; batches leave as dicts of
+numpy arrays."""

@@ -27,6 +27,7 @@ import tqdm
 from absl import logging
 
 from data_pipeline import clips, shards, synthetic
+from vgan_jax import files, video_io
 
 CLIPS_PER_RELEASED_SHARD = 1024
 
@@ -133,7 +134,7 @@ def check_writable(folder: str) -> None:
   """Creates `folder` if needed; OSError naming it when files cannot be written there."""
   try:
     os.makedirs(folder, exist_ok=True)
-    with shards.atomic_path(os.path.join(folder, '.write-check')) as temporary:
+    with files.atomic_path(os.path.join(folder, '.write-check')) as temporary:
       with open(temporary, 'w') as file:
         file.write('ok')
     os.remove(os.path.join(folder, '.write-check'))
@@ -167,7 +168,7 @@ def _start(output: str, scene: str, options: dict) -> tuple[str, dict]:
     raise ValueError(f'--scene must be a plain folder name such as "beach"; got {scene!r}.')
   folder = os.path.join(output, scene)
   check_writable(folder)
-  removed = shards.remove_partial_files(folder)
+  removed = files.remove_partial_files(folder)
   if removed:
     logging.info('Removed %d partial files a stopped run left in %s.', len(removed), folder)
   return folder, shards.load_manifest(folder, scene, options)
@@ -175,7 +176,7 @@ def _start(output: str, scene: str, options: dict) -> tuple[str, dict]:
 
 def _record(manifest: dict, folder: str, source: str, entry: dict, summary: Summary) -> None:
   shards.record_input(manifest, source, entry)
-  shards.write_json(os.path.join(folder, shards.MANIFEST), manifest)
+  files.write_json(os.path.join(folder, shards.MANIFEST), manifest)
   summary.clips_written += entry.get('clips', 0)
   summary.total_clips = manifest['clips']
   summary.rejected.update(entry.get('rejected', {}))
@@ -321,28 +322,6 @@ def render_demo_videos(folder: str, scene: str, count: int = 4, frames: int = 10
       continue
     video = synthetic.render_clip(scene, index, frames=frames, size=2 * size, seed=seed)
     shaken, _ = synthetic.add_camera_shake(video, seed=seed * 1000 + index)
-    write_video(path, np.stack([cv2.resize(frame, (size, size), interpolation=cv2.INTER_AREA)
+    video_io.write_video(path, np.stack([cv2.resize(frame, (size, size), interpolation=cv2.INTER_AREA)
                                 for frame in shaken]), fps)
   return paths
-
-
-_FOURCC = {'.avi': 'MJPG', '.mp4': 'mp4v', '.mov': 'mp4v', '.mkv': 'MJPG'}
-
-
-def write_video(path: str, frames: np.ndarray, fps: float) -> None:
-  """uint8 RGB frames [T, H, W, 3] -> a video at `path`, atomically: Motion-JPEG (near-lossless)
-  in .avi/.mkv, MPEG-4 part 2 in .mp4/.mov (the codecs every OpenCV build can write)."""
-  height, width = frames.shape[1:3]
-  extension = os.path.splitext(path)[1].lower()
-  if extension not in _FOURCC:
-    raise ValueError(f'{path}: write_video writes {", ".join(_FOURCC)} files.')
-  with shards.atomic_path(path) as temporary:
-    writer = cv2.VideoWriter(temporary, cv2.VideoWriter_fourcc(*_FOURCC[extension]), fps,
-                             (width, height))
-    if not writer.isOpened():
-      raise OSError(f'OpenCV cannot write {_FOURCC[extension]} video to {path}.')
-    try:
-      for frame in frames:
-        writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
-    finally:
-      writer.release()

@@ -10,23 +10,20 @@ shard that looks finished. `manifest.json` in each output folder lists the shard
 counts and every input that was skipped, with its reason; a rerun reads it to skip what is done.
 """
 
-import contextlib
 import json
 import os
-import tempfile
 from typing import Iterable, Iterator
 
 import cv2
 import numpy as np
 import tensorflow as tf
 
+from vgan_jax.files import atomic_path
+
 CLIP_JPEG = 'clip/jpeg'  # bytes: frames [T, S, S, 3] stacked vertically into one [T*S, S, 3] JPEG
 SHARD_SUFFIX = '.tfrecord'
 MANIFEST = 'manifest.json'
 MANIFEST_VERSION = 1
-PARTIAL = '.partial'  # in the names of files still being written
-_UMASK = os.umask(0o022)  # read once (os.umask can only be read by setting it)
-os.umask(_UMASK)
 _STATS_PREFIX = 'clip/stabilization/'
 
 # Everything a shard's Example holds besides the stabilization figures; for `parse_example`.
@@ -118,30 +115,6 @@ def read_shard(path: str) -> Iterator[dict]:
     yield parse_example(record.numpy())
 
 
-@contextlib.contextmanager
-def atomic_path(path: str, keep_empty: bool = True,
-                keep_extension: bool = True) -> Iterator[str]:
-  """Yields a temporary path beside `path`; renamed to `path` only if the block completes (and,
-  unless `keep_empty`, if something was written to it).
-
-  `keep_extension` ends the temporary name with `path`'s extension, for writers that pick the
-  format from it (OpenCV's VideoWriter); shards do not, so no glob for them can match it.
-  """
-  directory, name = os.path.split(os.path.abspath(path))
-  extension = os.path.splitext(name)[1] if keep_extension else ''
-  handle, temporary = tempfile.mkstemp(dir=directory, prefix=f'.{name}.',
-                                       suffix=PARTIAL + extension)
-  os.close(handle)
-  os.chmod(temporary, 0o666 & ~_UMASK)  # mkstemp makes files private; shards should not be
-  try:
-    yield temporary
-    if keep_empty or os.path.getsize(temporary):
-      os.replace(temporary, path)
-  finally:
-    if os.path.exists(temporary):
-      os.remove(temporary)
-
-
 def write_shard(path: str, examples: Iterable[bytes]) -> int:
   """Writes serialized Examples to a TFRecord at `path`, atomically; returns how many.
 
@@ -154,23 +127,6 @@ def write_shard(path: str, examples: Iterable[bytes]) -> int:
         writer.write(example)
         count += 1
   return count
-
-
-def remove_partial_files(folder: str) -> list[str]:
-  """Deletes temporary files a killed run left in `folder`; returns their names."""
-  if not os.path.isdir(folder):
-    return []
-  names = [name for name in os.listdir(folder) if name.startswith('.') and PARTIAL in name]
-  for name in names:
-    os.remove(os.path.join(folder, name))
-  return names
-
-
-def write_json(path: str, value) -> None:
-  with atomic_path(path) as temporary:
-    with open(temporary, 'w') as file:
-      json.dump(value, file, indent=1, sort_keys=True)
-      file.write('\n')
 
 
 def new_manifest(scene: str, options: dict) -> dict:

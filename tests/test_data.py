@@ -85,3 +85,18 @@ def test_corrupt_shard_fails_naming_the_file(tmp_path):
   with pytest.raises(input_pipeline.CorruptShardError, match=r'Corrupt shard .*golf/bad.tfrecord'):
     next(batches)
   batches.close()
+
+
+def test_shard_batches_are_deterministic_given_a_seed(tmp_path):
+  (tmp_path / 'golf').mkdir()
+  for shard in range(3):
+    _write_shard(tmp_path / 'golf' / f'clips-{shard}.tfrecord',
+                 [synthetic.render_clip('golf', 4 * shard + i, frames=4, size=16) for i in range(4)])
+
+  def first_batches(seed):
+    batches, _ = input_pipeline.train_batches('golf', str(tmp_path), frames=4, size=16,
+                                              batch_size=4, global_batch_size=4, seed=seed)
+    return np.stack(_take(batches, 3))
+
+  np.testing.assert_array_equal(first_batches(1), first_batches(1))
+  assert not np.array_equal(first_batches(1), first_batches(2))

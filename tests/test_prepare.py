@@ -15,7 +15,7 @@ import tensorflow as tf
 import video_files
 
 from data_pipeline import clips, input_pipeline, prepare, shards, synthetic
-from vgan_jax import train_step
+from vgan_jax import files, train_step
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OPTIONS = clips.ClipOptions(frames=16, size=64, stride=16)
@@ -139,7 +139,7 @@ def test_killed_prepare_data_leaves_no_half_shard_and_a_rerun_completes(tmp_path
     while time.time() < deadline and process.poll() is None:
       names = os.listdir(output / 'golf') if (output / 'golf').is_dir() else []
       if any(n.endswith(shards.SHARD_SUFFIX) for n in names) and any(
-          shards.PARTIAL in n for n in names):
+          files.PARTIAL in n for n in names):
         break
       time.sleep(0.01)
     assert process.poll() is None, 'prepare_data finished before it could be killed'
@@ -149,7 +149,7 @@ def test_killed_prepare_data_leaves_no_half_shard_and_a_rerun_completes(tmp_path
     if process.poll() is None:
       process.kill()
   left = os.listdir(output / 'golf')
-  assert any(shards.PARTIAL in name for name in left)  # the shard it was writing ...
+  assert any(files.PARTIAL in name for name in left)  # the shard it was writing ...
   visible = input_pipeline.find_shards(str(output), 'golf')
   assert 1 <= len(visible) < 3  # ... is not among the shards training would read,
   for path in visible:  # and those it would read are whole.
@@ -158,7 +158,7 @@ def test_killed_prepare_data_leaves_no_half_shard_and_a_rerun_completes(tmp_path
   summary = prepare.prepare_videos([str(tmp_path / 'videos')], str(output), 'golf', OPTIONS,
                                    progress=False)
   assert summary.already_done >= 1 and summary.total_clips == 30
-  assert not [name for name in os.listdir(output / 'golf') if shards.PARTIAL in name]
+  assert not [name for name in os.listdir(output / 'golf') if files.PARTIAL in name]
   manifest = _manifest(output, 'golf')
   assert all(manifest['inputs'][path]['status'] == 'done' for path in videos)
 

@@ -7,6 +7,7 @@ import pytest
 import tensorflow as tf
 
 from data_pipeline import input_pipeline, shards, synthetic
+from vgan_jax import files
 
 
 def test_strip_is_the_frames_stacked_vertically():
@@ -63,9 +64,9 @@ def test_a_failed_write_leaves_nothing_and_an_empty_one_no_file(tmp_path):
 
 
 def test_partial_files_are_hidden_from_shard_globs_and_removed(tmp_path):
-  with shards.atomic_path(str(tmp_path / 'a.tfrecord'), keep_extension=False) as temporary:
+  with files.atomic_path(str(tmp_path / 'a.tfrecord'), keep_extension=False) as temporary:
     name = os.path.basename(temporary)
-    assert name.startswith('.') and name.endswith(shards.PARTIAL)
+    assert name.startswith('.') and name.endswith(files.PARTIAL)
     with open(temporary, 'wb') as file:
       file.write(b'half a shard')
     for pattern in input_pipeline.SHARD_GLOBS:
@@ -75,7 +76,7 @@ def test_partial_files_are_hidden_from_shard_globs_and_removed(tmp_path):
   # What a killed run leaves: partial files of a shard and of a video; both go, the shard stays.
   (tmp_path / '.b.tfrecord.x1y2.partial').write_bytes(b'half')
   (tmp_path / '.c.avi.x1y2.partial.avi').write_bytes(b'half')
-  assert sorted(shards.remove_partial_files(str(tmp_path))) == [
+  assert sorted(files.remove_partial_files(str(tmp_path))) == [
       '.b.tfrecord.x1y2.partial', '.c.avi.x1y2.partial.avi']
   assert os.listdir(tmp_path) == ['a.tfrecord']
 
@@ -90,7 +91,7 @@ def test_manifest_refuses_other_options_and_counts_clips(tmp_path):
   shards.record_input(manifest, '/v/a.mp4', {'status': 'done', 'shard': 'a.tfrecord',
                                              'clips': 5})
   assert manifest['clips'] == 5
-  shards.write_json(os.path.join(folder, shards.MANIFEST), manifest)
+  files.write_json(os.path.join(folder, shards.MANIFEST), manifest)
   assert shards.load_manifest(folder, 'golf', {'frames': 32, 'fps': 25.0}) == manifest
   with pytest.raises(ValueError, match='other options.*frames: manifest 32, now 16'):
     shards.load_manifest(folder, 'golf', {'frames': 16, 'fps': 25.0})

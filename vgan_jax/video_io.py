@@ -1,15 +1,18 @@
-"""Turning generated videos into files a person can look at: GIF grids of clips and of the two
-streams (foreground, background, mask). Writes are atomic (temporary file, then rename).
+"""Videos to files: GIF grids of generated clips and of the two streams (foreground, background,
+mask), and video files (OpenCV). Writes are atomic (temporary file, then rename).
 """
 
-import contextlib
 import os
-import tempfile
+from typing import TYPE_CHECKING
 
+import cv2
 import numpy as np
 from PIL import Image
 
-from vgan_jax.models import GeneratorOutput
+from vgan_jax.files import atomic_path
+
+if TYPE_CHECKING:  # only for the annotation: data preparation imports this without JAX
+  from vgan_jax.models import GeneratorOutput
 
 
 def to_uint8(video: np.ndarray, low: float = -1.0, high: float = 1.0) -> np.ndarray:
@@ -44,7 +47,7 @@ def video_grid(videos: np.ndarray, columns: int | None = None, padding: int = 1,
   return grid
 
 
-def stream_videos(output: GeneratorOutput) -> dict[str, np.ndarray]:
+def stream_videos(output: 'GeneratorOutput') -> dict[str, np.ndarray]:
   """The streams of a generator output as uint8 videos [N, T, H, W, C]: 'video', and for two
   streams also 'foreground', 'background' (repeated over time) and 'mask' (white = foreground)."""
   videos = {'video': to_uint8(output.video)}
@@ -56,22 +59,6 @@ def stream_videos(output: GeneratorOutput) -> dict[str, np.ndarray]:
   return videos
 
 
-@contextlib.contextmanager
-def atomic_write(path: str):
-  """Yields a binary file that appears at `path` only once complete (temporary name, rename)."""
-  directory = os.path.dirname(os.path.abspath(path))
-  os.makedirs(directory, exist_ok=True)
-  handle, temporary = tempfile.mkstemp(dir=directory, prefix='.tmp-',
-                                       suffix=os.path.splitext(path)[1])
-  try:
-    with os.fdopen(handle, 'wb') as file:
-      yield file
-    os.replace(temporary, path)
-  finally:
-    if os.path.exists(temporary):
-      os.remove(temporary)
-
-
 def write_gif(path: str, frames: np.ndarray, fps: float = 8.0) -> None:
   """uint8 frames [T, H, W, 3] -> an endlessly looping GIF at `path`, written atomically."""
   frames = np.asarray(frames)
@@ -79,7 +66,28 @@ def write_gif(path: str, frames: np.ndarray, fps: float = 8.0) -> None:
     raise ValueError(f'write_gif takes uint8 frames [T, H, W, C]; got {frames.dtype} '
                      f'{frames.shape}.')
   images = [Image.fromarray(frame) for frame in frames]
-  with atomic_write(path) as file:
-    images[0].save(file, format='GIF', save_all=True, append_images=images[1:],
+  with atomic_path(path) as temporary:
+    images[0].save(temporary, format='GIF', save_all=True, append_images=images[1:],
                    duration=int(round(1000 / fps)), loop=0)
 
+
+_FOURCC = {'.avi': 'MJPG', '.mp4': 'mp4v', '.mov': 'mp4v', '.mkv': 'MJPG'}
+
+
+def write_video(path: str, frames: np.ndarray, fps: float) -> None:
+  """uint8 RGB frames [T, H, W, 3] -> a video at `path`, atomically: Motion-JPEG (near-lossless)
+  in .avi/.mkv, MPEG-4 part 2 in .mp4/.mov (the codecs every OpenCV build can write)."""
+  height, width = frames.shape[1:3]
+  extension = os.path.splitext(path)[1].lower()
+  if extension not in _FOURCC:
+    raise ValueError(f'{path}: write_video writes {", ".join(_FOURCC)} files.')
+  with atomic_path(path) as temporary:
+    writer = cv2.VideoWriter(temporary, cv2.VideoWriter_fourcc(*_FOURCC[extension]), fps,
+                             (width, height))
+    if not writer.isOpened():
+      raise OSError(f'OpenCV cannot write {_FOURCC[extension]} video to {path}.')
+    try:
+      for frame in frames:
+        writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    finally:
+      writer.release()

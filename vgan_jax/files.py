@@ -1,0 +1,59 @@
+"""Files that appear whole or not at all: written under a temporary name, then renamed.
+
+The temporary name starts with '.' and holds `PARTIAL`, so no glob for the finished files matches
+it, and `remove_partial_files` can clear what a killed process left. No heavy imports: this runs
+in data-preparation worker processes too.
+"""
+
+import contextlib
+import json
+import os
+import tempfile
+from typing import Iterator
+
+PARTIAL = '.partial'  # in the names of files still being written
+_UMASK = os.umask(0o022)  # read once (os.umask can only be read by setting it)
+os.umask(_UMASK)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str, keep_empty: bool = True,
+                keep_extension: bool = True) -> Iterator[str]:
+  """Yields a temporary path beside `path`; renamed to `path` only if the block completes (and,
+  unless `keep_empty`, if something was written to it).
+
+  `keep_extension` ends the temporary name with `path`'s extension, for writers that pick the
+  format from it (OpenCV's VideoWriter, PIL); shards do not, so no glob for them can match it.
+  """
+  directory, name = os.path.split(os.path.abspath(path))
+  os.makedirs(directory, exist_ok=True)
+  extension = os.path.splitext(name)[1] if keep_extension else ''
+  handle, temporary = tempfile.mkstemp(dir=directory, prefix=f'.{name}.',
+                                       suffix=PARTIAL + extension)
+  os.close(handle)
+  os.chmod(temporary, 0o666 & ~_UMASK)  # mkstemp makes files private; results should not be
+  try:
+    yield temporary
+    if keep_empty or os.path.getsize(temporary):
+      os.replace(temporary, path)
+  finally:
+    if os.path.exists(temporary):
+      os.remove(temporary)
+
+
+def remove_partial_files(folder: str) -> list[str]:
+  """Deletes the temporary files a killed process left in `folder`; returns their names."""
+  if not os.path.isdir(folder):
+    return []
+  names = [name for name in os.listdir(folder) if name.startswith('.') and PARTIAL in name]
+  for name in names:
+    os.remove(os.path.join(folder, name))
+  return names
+
+
+def write_json(path: str, value) -> None:
+  """`value` as indented JSON at `path`, atomically."""
+  with atomic_path(path) as temporary:
+    with open(temporary, 'w') as file:
+      json.dump(value, file, indent=1, sort_keys=True)
+      file.write('\n')
