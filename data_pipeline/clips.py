@@ -4,8 +4,8 @@ The steps, as the authors prepared their data:
   decode (OpenCV, frame by frame, so memory stays bounded whatever the length or resolution)
   -> resample to 25 fps (nearest source frame for each output time)
   -> centre-crop the largest square and scale it to `size` (128, as the authors stored clips)
-  -> estimate the camera motion between adjacent frames (`stabilization.MotionEstimator`); a pair that
-     fails cuts the video there into separate segments
+  -> estimate the camera motion between adjacent frames (`stabilize.MotionEstimator`); a pair
+     that fails cuts the video there into separate segments
   -> cut `frames`-long clips every `stride` frames within a segment, warp each to its first frame
   -> optionally drop clips that are too dark, too flat or static.
 
@@ -90,7 +90,7 @@ class VideoInfo:
 class Clip:
   frames: np.ndarray  # uint8 [T, size, size, 3] RGB, stabilized to its first frame
   start_frame: int  # index of its first frame in the video resampled to `fps`
-  stats: dict  # stabilization figures, `stabilization.clip_stats`
+  stats: dict  # stabilization figures, `stabilize.clip_stats`
 
 
 @dataclasses.dataclass
@@ -220,7 +220,8 @@ def iter_clips(path: str, options: ClipOptions = ClipOptions(),
   """
   log = log if log is not None else VideoLog()
   info = probe(path, options)
-  estimator = stabilization.MotionEstimator(options.stabilize_options) if options.stabilize else None
+  estimator = (stabilization.MotionEstimator(options.stabilize_options) if options.stabilize
+               else None)
   # The current segment's last `frames` frames, each with the motion to the frame before it.
   window = collections.deque(maxlen=options.frames)
   segment_length = 0

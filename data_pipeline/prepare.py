@@ -322,6 +322,6 @@ def render_demo_videos(folder: str, scene: str, count: int = 4, frames: int = 10
       continue
     video = synthetic.render_clip(scene, index, frames=frames, size=2 * size, seed=seed)
     shaken, _ = synthetic.add_camera_shake(video, seed=seed * 1000 + index)
-    video_io.write_video(path, np.stack([cv2.resize(frame, (size, size), interpolation=cv2.INTER_AREA)
-                                for frame in shaken]), fps)
+    small = [cv2.resize(frame, (size, size), interpolation=cv2.INTER_AREA) for frame in shaken]
+    video_io.write_video(path, np.stack(small), fps)
   return paths

@@ -91,7 +91,8 @@ def test_shard_batches_are_deterministic_given_a_seed(tmp_path):
   (tmp_path / 'golf').mkdir()
   for shard in range(3):
     _write_shard(tmp_path / 'golf' / f'clips-{shard}.tfrecord',
-                 [synthetic.render_clip('golf', 4 * shard + i, frames=4, size=16) for i in range(4)])
+                 [synthetic.render_clip('golf', 4 * shard + i, frames=4, size=16)
+                  for i in range(4)])
 
   def first_batches(seed):
     batches, _ = input_pipeline.train_batches('golf', str(tmp_path), frames=4, size=16,

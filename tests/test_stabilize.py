@@ -19,7 +19,8 @@ def _background_motion(to_first, shake, size):
   residual = []
   for t, matrix in enumerate(to_first):
     truth = cv2.perspectiveTransform(points, shake[0] @ np.linalg.inv(shake[t]))
-    residual.append(np.linalg.norm(cv2.perspectiveTransform(points, matrix) - truth, axis=-1).mean())
+    moved = cv2.perspectiveTransform(points, matrix)
+    residual.append(np.linalg.norm(moved - truth, axis=-1).mean())
   return np.array(residual)
 
 
