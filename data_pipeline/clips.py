@@ -24,6 +24,7 @@ import cv2
 import numpy as np
 
 from data_pipeline import stabilize as stabilization
+from vgan_jax.video_io import square_crop
 
 VIDEO_EXTENSIONS = ('.mp4', '.avi', '.mov', '.mkv', '.webm', '.m4v', '.mpg', '.mpeg', '.wmv',
                     '.flv', '.ogv', '.3gp', '.ts', '.mts')
@@ -141,18 +142,6 @@ def probe(path: str, options: ClipOptions = ClipOptions()) -> VideoInfo:
                            f'[{options.min_source_fps:g}, {options.max_source_fps:g}]: the '
                            'container\'s timing is broken')
   return info
-
-
-def square_crop(frame: np.ndarray, size: int) -> np.ndarray:
-  """The centred largest square of [H, W, C], scaled to [size, size, C] (area filter)."""
-  height, width = frame.shape[:2]
-  side = min(height, width)
-  top, left = (height - side) // 2, (width - side) // 2
-  square = frame[top:top + side, left:left + side]
-  if side == size:
-    return np.ascontiguousarray(square)
-  interpolation = cv2.INTER_AREA if side > size else cv2.INTER_CUBIC
-  return cv2.resize(square, (size, size), interpolation=interpolation)
 
 
 def resample_counts(source_fps: float, target_fps: float) -> Iterator[int]:

@@ -7,6 +7,7 @@ Orbax writes to a temporary directory and renames it when complete, so a run kil
 never leaves a checkpoint that looks finished.
 """
 
+import functools
 import os
 from typing import Any
 
@@ -14,6 +15,8 @@ import jax
 import ml_collections
 import orbax.checkpoint as ocp
 from absl import logging
+
+from vgan_jax import train_state
 
 STATE = 'state'
 CONFIG = 'config'
@@ -111,3 +114,43 @@ def restore_latest(manager: ocp.CheckpointManager, target: Any,
     return target
   logging.info('Resuming from the checkpoint at step %d in %s.', step, manager.directory)
   return restore(manager, step, target, config)
+
+
+def checkpoint_directory(workdir_or_checkpoints: str) -> str:
+  """`WORKDIR/checkpoints` for a work directory, or the path itself if it already holds steps."""
+  candidate = os.path.join(workdir_or_checkpoints, 'checkpoints')
+  return candidate if os.path.isdir(candidate) else workdir_or_checkpoints
+
+
+def restore_for_inference(workdir: str, step: int | None = None,
+                          build: Any = None) -> tuple[ml_collections.ConfigDict, Any, Any]:
+  """(config, networks, state) of a trained model, for sampling, prediction and analysis.
+
+  `workdir` is a training work directory (or its `checkpoints/` folder); the latest step unless
+  `step` is given. The config comes from the checkpoint, so the caller needs to know nothing of
+  how the model was trained. `build(config) -> (networks, abstract_state)` makes the networks and
+  the state's shapes (default: the GAN's). Raises FileNotFoundError when there is no checkpoint.
+  """
+  directory = os.path.abspath(checkpoint_directory(workdir))
+  if not os.path.isdir(directory):
+    raise FileNotFoundError(f'No checkpoints in {workdir}: the folder does not exist.')
+  manager = ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(create=False),
+                                  item_names=(STATE, CONFIG))
+  try:
+    step = manager.latest_step() if step is None else step
+    if step is None:
+      raise FileNotFoundError(f'No checkpoints in {directory}.')
+    config = ml_collections.ConfigDict(load_config(manager, step))
+    networks, abstract_state = (build or _build_gan)(config)
+    return config, networks, restore(manager, step, abstract_state, config)
+  finally:
+    manager.close()
+
+
+def _build_gan(config: ml_collections.ConfigDict) -> tuple[Any, Any]:
+  gan = train_state.build_gan(config)
+  device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+  shapes = jax.eval_shape(functools.partial(train_state.create_train_state, gan, config),
+                          jax.random.PRNGKey(0))
+  return gan, jax.tree.map(
+      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device), shapes)

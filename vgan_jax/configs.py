@@ -19,6 +19,8 @@ SPATIOTEMPORAL_STRIDE = 16
 #   decomposed: stride-1 / 2-D convolutions that XLA's CPU backend runs well, forward and back.
 #   auto:       decomposed on CPU, xla elsewhere.
 CONV_IMPLS = ('auto', 'xla', 'decomposed')
+GENERATOR_INPUTS = ('noise', 'image')
+RECONSTRUCTION_LOSSES = ('l1', 'l2')
 
 
 def paper() -> ml_collections.ConfigDict:
@@ -37,8 +39,20 @@ def paper() -> ml_collections.ConfigDict:
   config.model.conv_init_stddev = 0.01
   config.model.batchnorm_scale_stddev = 0.02
   config.model.conv_impl = 'auto'  # see CONV_IMPLS
+  # What the generator starts from: 'noise' (the GAN, z ~ N(0, I)) or 'image' (future prediction,
+  # Section 3.4: an image encoder maps the clip's first frame to the generator's input code).
+  config.model.generator_input = 'noise'
+  # The image encoder: `encoder_depth` stride-2 4x4 convolutions with encoder_width * 2**i
+  # channels, then a linear map to the code. The paper says 5 layers; the authors' code used 4
+  # with doubled widths (encoder_depth=4, encoder_width=128).
+  config.model.encoder_depth = 5
+  config.model.encoder_width = 64
 
   config.mask_penalty = 0.1  # lambda of the mask sparsity prior, mean |m(z)|
+  # Future prediction's generator loss adds reconstruction_weight * distance(first generated
+  # frame, input image), 'l1' or 'l2' (the authors' code: L1 with weight 10).
+  config.reconstruction_weight = 10.0
+  config.reconstruction_loss = 'l1'
 
   config.optimizer = ml_collections.ConfigDict()
   config.optimizer.learning_rate = 2e-4
@@ -120,7 +134,19 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if model.conv_impl not in CONV_IMPLS:
     raise ValueError(f'config.model.conv_impl={model.conv_impl!r}: must be one of '
                      f'{", ".join(CONV_IMPLS)}.')
-  for field in ('width', 'latent_dim', 'channels'):
+  if model.generator_input not in GENERATOR_INPUTS:
+    raise ValueError(f'config.model.generator_input={model.generator_input!r}: must be one of '
+                     f'{", ".join(GENERATOR_INPUTS)}.')
+  if model.encoder_depth < 1 or model.size % 2 ** model.encoder_depth:
+    raise ValueError(f'config.model.encoder_depth={model.encoder_depth}: must be at least 1 and '
+                     f'2**depth must divide config.model.size={model.size}.')
+  if config.reconstruction_loss not in RECONSTRUCTION_LOSSES:
+    raise ValueError(f'config.reconstruction_loss={config.reconstruction_loss!r}: must be one '
+                     f'of {", ".join(RECONSTRUCTION_LOSSES)}.')
+  if config.reconstruction_weight < 0:
+    raise ValueError(f'config.reconstruction_weight={config.reconstruction_weight}: must not be '
+                     'negative.')
+  for field in ('width', 'latent_dim', 'channels', 'encoder_width'):
     if model[field] < 1:
       raise ValueError(f'config.model.{field}={model[field]}: must be at least 1.')
   if config.batch_size < 1:

@@ -11,6 +11,8 @@ import os
 import tempfile
 from typing import Iterator
 
+import numpy as np
+
 PARTIAL = '.partial'  # in the names of files still being written
 _UMASK = os.umask(0o022)  # read once (os.umask can only be read by setting it)
 os.umask(_UMASK)
@@ -57,3 +59,9 @@ def write_json(path: str, value) -> None:
     with open(temporary, 'w') as file:
       json.dump(value, file, indent=1, sort_keys=True)
       file.write('\n')
+
+
+def write_npz(path: str, arrays: dict) -> None:
+  """Numpy arrays as a compressed .npz at `path`, atomically."""
+  with atomic_path(path) as temporary:
+    np.savez_compressed(temporary, **arrays)

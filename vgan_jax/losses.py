@@ -21,6 +21,17 @@ def generator_loss(fake_logits: jax.Array) -> jax.Array:
   return optax.sigmoid_binary_cross_entropy(fake_logits, jnp.ones_like(fake_logits)).mean()
 
 
+def reconstruction_loss(predicted: jax.Array, target: jax.Array, kind: str = 'l1') -> jax.Array:
+  """Mean |predicted - target| ('l1', the authors' choice for future prediction) or mean squared
+  difference ('l2')."""
+  difference = predicted - target
+  if kind == 'l1':
+    return jnp.abs(difference).mean()
+  if kind == 'l2':
+    return jnp.square(difference).mean()
+  raise ValueError(f"reconstruction_loss kind must be 'l1' or 'l2'; got {kind!r}.")
+
+
 def mask_penalty(mask: jax.Array, weight: float) -> jax.Array:
   """The mask sparsity prior weight * mean|m|: Torch's L1Penalty with size averaging."""
   return weight * jnp.abs(mask).mean()

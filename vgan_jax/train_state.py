@@ -43,6 +43,11 @@ class GAN:
   discriminator_optimizer: optax.GradientTransformation
   latent_dim: int
   mask_penalty: float
+  # Future prediction (config.model.generator_input == 'image'): the generator starts from the
+  # clip's first frame, and its loss adds reconstruction_weight * distance(first frame, input).
+  conditional: bool = False
+  reconstruction_weight: float = 0.0
+  reconstruction_loss: str = 'l1'
 
 
 def adam(optimizer_config: ml_collections.ConfigDict) -> optax.GradientTransformation:
@@ -52,14 +57,26 @@ def adam(optimizer_config: ml_collections.ConfigDict) -> optax.GradientTransform
 
 
 def build_gan(config: ml_collections.ConfigDict) -> GAN:
-  """Networks and optimizers of a config; raises ValueError for a config that cannot build."""
+  """Networks and optimizers of a config (a GAN from noise, or future prediction from an image,
+  by `config.model.generator_input`); raises ValueError for a config that cannot build."""
   configs.validate(config)
+  conditional = config.model.generator_input == 'image'
   return GAN(generator=models.build_generator(config.model),
              discriminator=models.build_discriminator(config.model),
              generator_optimizer=adam(config.optimizer),
              discriminator_optimizer=adam(config.optimizer),
              latent_dim=config.model.latent_dim,
-             mask_penalty=config.mask_penalty)
+             mask_penalty=config.mask_penalty,
+             conditional=conditional,
+             reconstruction_weight=config.reconstruction_weight if conditional else 0.0,
+             reconstruction_loss=config.reconstruction_loss)
+
+
+def generator_input_shape(gan: GAN, config: ml_collections.ConfigDict) -> tuple[int, ...]:
+  """The shape of one generator input: [latent_dim], or [S, S, C] for an image."""
+  if gan.conditional:
+    return video_shape(config)[1:]
+  return (gan.latent_dim,)
 
 
 def video_shape(config: ml_collections.ConfigDict) -> tuple[int, int, int, int]:
@@ -72,9 +89,9 @@ def create_train_state(gan: GAN, config: ml_collections.ConfigDict,
                        rng: jax.Array) -> GANTrainState:
   """Freshly initialised state (the paper's initialisation) for a raw PRNG key `rng`."""
   generator_key, discriminator_key, rng = jax.random.split(rng, 3)
-  latent = jnp.zeros((1, gan.latent_dim), jnp.float32)
+  generator_input = jnp.zeros((1,) + generator_input_shape(gan, config), jnp.float32)
   video = jnp.zeros((1,) + video_shape(config), jnp.float32)
-  generator_vars = gan.generator.init(generator_key, latent, train=False)
+  generator_vars = gan.generator.init(generator_key, generator_input, train=False)
   discriminator_vars = gan.discriminator.init(discriminator_key, video, train=False)
   return GANTrainState(
       step=jnp.zeros((), jnp.int32),

@@ -45,12 +45,15 @@ def gan_train_step(gan: GAN, state: GANTrainState,
   """
   real = normalize_video(batch['video'])
   rng, latent_key = jax.random.split(state.rng)
-  latents = sample_latents(latent_key, real.shape[0], gan.latent_dim)
+  if gan.conditional:  # future prediction: from the clip's first frame
+    generator_input = real[:, 0]
+  else:
+    generator_input = sample_latents(latent_key, real.shape[0], gan.latent_dim)
 
   def generate(params):
     output, updates = gan.generator.apply(
-        {'params': params, 'batch_stats': state.generator_batch_stats}, latents, train=True,
-        mutable=['batch_stats'])
+        {'params': params, 'batch_stats': state.generator_batch_stats}, generator_input,
+        train=True, mutable=['batch_stats'])
     return (output.video, output.mask), updates['batch_stats']
 
   (fake, mask), generator_pullback, generator_batch_stats = jax.vjp(
@@ -68,15 +71,20 @@ def gan_train_step(gan: GAN, state: GANTrainState,
       grads, state.discriminator_opt_state, state.discriminator_params)
   discriminator_params = optax.apply_updates(state.discriminator_params, updates)
 
-  # --- Generator update: the updated D judges the same fakes, labelled real; plus the mask prior.
+  # --- Generator update: the updated D judges the same fakes, labelled real; plus the mask prior
+  # and, for future prediction, the distance of the first generated frame to the input image.
   def generator_objective(fake, mask):
     logits, stats = _discriminate(gan, discriminator_params, discriminator_batch_stats, fake)
     adversarial = losses.generator_loss(logits)
     penalty = 0.0 if mask is None else losses.mask_penalty(mask, gan.mask_penalty)
-    return adversarial + penalty, (stats, adversarial, penalty)
+    reconstruction = (losses.reconstruction_loss(fake[:, 0], real[:, 0], gan.reconstruction_loss)
+                      if gan.conditional else 0.0)
+    total = adversarial + penalty + gan.reconstruction_weight * reconstruction
+    return total, (stats, adversarial, penalty, reconstruction)
 
-  (generator_total, (discriminator_batch_stats, generator_loss, penalty)), cotangents = (
-      jax.value_and_grad(generator_objective, argnums=(0, 1), has_aux=True)(fake, mask))
+  objective = jax.value_and_grad(generator_objective, argnums=(0, 1), has_aux=True)
+  (generator_total, parts), cotangents = objective(fake, mask)
+  discriminator_batch_stats, generator_loss, penalty, reconstruction = parts
   (grads,) = generator_pullback(cotangents)
   updates, generator_opt_state = gan.generator_optimizer.update(
       grads, state.generator_opt_state, state.generator_params)
@@ -98,6 +106,8 @@ def gan_train_step(gan: GAN, state: GANTrainState,
       'discriminator_real': jax.nn.sigmoid(real_logits).mean(),  # D's mean P(real) on real clips
       'discriminator_fake': jax.nn.sigmoid(fake_logits).mean(),  # ... and on generated ones
   }
+  if gan.conditional:
+    metrics['reconstruction_loss'] = reconstruction
   if mask is not None:
     metrics['mask_penalty'] = penalty
     metrics['mask_mean'] = mask.mean()
@@ -109,8 +119,11 @@ def make_gan_train_step(gan: GAN):
   return functools.partial(gan_train_step, gan)
 
 
-def generate(gan: GAN, state: GANTrainState, latents: jax.Array) -> GeneratorOutput:
-  """G in inference mode (BatchNorm running averages): latents [N, D] -> GeneratorOutput."""
+def generate(gan: GAN, state: GANTrainState, inputs: jax.Array) -> GeneratorOutput:
+  """G in inference mode (BatchNorm running averages): latents [N, D], or for future prediction
+  images [N, S, S, C] in [-1, 1] (or uint8) -> GeneratorOutput."""
+  if gan.conditional:
+    inputs = normalize_video(inputs)
   return gan.generator.apply(
-      {'params': state.generator_params, 'batch_stats': state.generator_batch_stats}, latents,
+      {'params': state.generator_params, 'batch_stats': state.generator_batch_stats}, inputs,
       train=False)

@@ -1,0 +1,150 @@
+"""Running a trained generator for people to look at: batched generation, latent walks, and
+writing each result as MP4 and GIF (with its streams side by side); the work of
+experiments/generate.py and of experiments/future.py --mode=predict, without their flags.
+"""
+
+import functools
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import logging
+
+from vgan_jax import checkpoint, files, train_step, video_io
+from vgan_jax.models import GeneratorOutput
+
+
+def interpolate_latents(start: jax.Array, end: jax.Array, steps: int) -> jax.Array:
+  """`steps` codes [steps, D] from `start` to `end` along the great circle (slerp): Gaussian codes
+  live near a sphere, and a straight line between two would pass through its less likely inside."""
+  fractions = jnp.linspace(0.0, 1.0, steps)[:, None]
+  cosine = jnp.dot(start, end) / (jnp.linalg.norm(start) * jnp.linalg.norm(end))
+  angle = jnp.arccos(jnp.clip(cosine, -1.0, 1.0))
+  if float(angle) < 1e-6:
+    return start + fractions * (end - start)
+  return (jnp.sin((1 - fractions) * angle) * start + jnp.sin(fractions * angle) * end) / (
+      jnp.sin(angle))
+
+
+def generate_streams(gan, state, inputs: jax.Array, batch_size: int) -> dict[str, np.ndarray]:
+  """Latents [N, D] (or, for future prediction, images [N, S, S, C]) -> the raw generator outputs
+  as float32 numpy arrays: video [N, T, S, S, C], and for two streams foreground, background
+  [N, S, S, C] and mask [N, T, S, S, 1]. Runs `batch_size` at a time (one compile per size)."""
+  generate = jax.jit(functools.partial(train_step.generate, gan))
+  parts = [jax.device_get(generate(state, inputs[i:i + batch_size]))
+           for i in range(0, len(inputs), batch_size)]
+  fields = parts[0]._fields
+  return {name: np.concatenate([getattr(p, name) for p in parts]) for name in fields
+          if getattr(parts[0], name) is not None}
+
+
+def as_uint8_streams(raw: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+  """Raw float arrays -> the uint8 streams of `video_io.stream_videos`."""
+  return video_io.stream_videos(GeneratorOutput(**raw))
+
+
+def write_each(videos: dict[str, np.ndarray], stems: list[str], fps: float, scale: int,
+               streams: bool) -> list[str]:
+  """STEM.mp4/.gif of each video (enlarged `scale` times) and, with `streams` (two-stream
+  generators), STEM_streams.mp4/.gif with its streams side by side; returns the paths."""
+  paths = []
+  for index, stem in enumerate(stems):
+    paths += video_io.write_mp4_and_gif(stem, video_io.upscale(videos['video'][index], scale), fps)
+    if streams and 'mask' in videos:
+      side_by_side = video_io.streams_side_by_side(videos, index)
+      paths += video_io.write_mp4_and_gif(stem + '_streams', video_io.upscale(side_by_side, scale),
+                                          fps)
+  return paths
+
+
+GAN_WORKDIR = os.path.join('runs', 'tiny_beach')  # what `make train` writes
+_TRAIN_GAN = (f'Train one first: `make train` writes {GAN_WORKDIR}, or python -m '
+              'experiments.train --config=tiny --scene=beach --workdir=WORKDIR.')
+_TRAIN_FUTURE = ('Train one first: python -m experiments.future --mode=train --config=tiny '
+                 '--scene=beach.')
+
+
+def load_model(workdir: str, step: int | None, conditional: bool):
+  """(config, gan, state) from a work directory, with errors that say what to do instead:
+  FileNotFoundError without a checkpoint, ValueError for the other kind of model."""
+  try:
+    config, gan, state = checkpoint.restore_for_inference(workdir, step)
+  except FileNotFoundError as error:
+    raise FileNotFoundError(f'{error} {_TRAIN_FUTURE if conditional else _TRAIN_GAN}') from None
+  if gan.conditional and not conditional:
+    raise ValueError(f'{workdir} holds a future-prediction model, which starts from an image: '
+                     'use python -m experiments.future --mode=predict --images=...')
+  if conditional and not gan.conditional:
+    raise ValueError(f'{workdir} holds a GAN that starts from noise, not a future-prediction '
+                     f'model (sample it with python -m experiments.generate). {_TRAIN_FUTURE}')
+  return config, gan, state
+
+
+def default_scale(size: int) -> int:
+  """How many times to enlarge frames of `size` pixels for viewing: to about 128."""
+  return max(1, 128 // size)
+
+
+def write_generated(workdir: str, output_dir: str | None = None, num_samples: int = 16,
+                    seed: int = 0, streams: bool = False, interpolate: int = 0,
+                    fps: float = 25.0, upscale: int = 0, batch_size: int = 16,
+                    step: int | None = None) -> list[str]:
+  """Samples of the GAN in `workdir` as files (see experiments/generate.py); returns the paths.
+
+  The same `seed` gives the same latent codes, hence the same videos.
+  """
+  if num_samples < 1 or interpolate < 0 or interpolate == 1 or batch_size < 1 or fps <= 0:
+    raise ValueError('--num_samples and --batch_size must be at least 1, --interpolate 0 or at '
+                     'least 2, --fps above 0.')
+  config, gan, state = load_model(workdir, step, conditional=False)
+  output_dir = output_dir or os.path.join(workdir, 'generated')
+  scale = upscale or default_scale(config.model.size)
+  latent_key, walk_key = jax.random.split(jax.random.PRNGKey(seed))
+  latents = train_step.sample_latents(latent_key, num_samples, config.model.latent_dim)
+  raw = generate_streams(gan, state, latents, batch_size)
+  videos = as_uint8_streams(raw)
+  stems = [os.path.join(output_dir, f'sample_{i:03d}') for i in range(num_samples)]
+  paths = write_each(videos, stems, fps, scale, streams)
+  grid = video_io.video_grid(videos['video'], scale=scale)
+  paths += video_io.write_mp4_and_gif(os.path.join(output_dir, 'grid'), grid, fps)
+  arrays = dict(latents=np.asarray(latents), **raw)
+  if interpolate:
+    ends = train_step.sample_latents(walk_key, 2, config.model.latent_dim)
+    walk = interpolate_latents(ends[0], ends[1], interpolate)
+    walk_raw = generate_streams(gan, state, walk, batch_size)
+    walk_grid = video_io.video_grid(as_uint8_streams(walk_raw)['video'], columns=interpolate,
+                                    scale=scale)
+    paths += video_io.write_mp4_and_gif(os.path.join(output_dir, 'interpolation'), walk_grid, fps)
+    arrays.update(interpolation_latents=np.asarray(walk),
+                  interpolation_video=walk_raw['video'])
+  paths.append(os.path.join(output_dir, 'samples.npz'))
+  files.write_npz(paths[-1], arrays)
+  logging.info('Step %d of %s: wrote %d samples to %s.', int(state.step), workdir, num_samples,
+               output_dir)
+  return paths
+
+
+def predict_future(workdir: str, images: list[str], output_dir: str | None = None,
+                   streams: bool = True, fps: float = 25.0, upscale: int = 0,
+                   step: int | None = None) -> list[str]:
+  """The predicted video of each image file, as files (see experiments/future.py); returns the
+  paths. ValueError names an image that cannot be read."""
+  if not images:
+    raise ValueError('--mode=predict needs --images=a.png,b.jpg,...')
+  config, gan, state = load_model(workdir, step, conditional=True)
+  size = config.model.size
+  loaded = []
+  for path in images:
+    image, note = video_io.load_image(path, size)
+    if note:
+      logging.info('%s: %s.', path, note)
+    loaded.append(image)
+  raw = generate_streams(gan, state, np.stack(loaded), batch_size=16)
+  output_dir = output_dir or os.path.join(workdir, 'predictions')
+  stems = [os.path.join(output_dir, os.path.splitext(os.path.basename(path))[0])
+           for path in images]
+  paths = write_each(as_uint8_streams(raw), stems, fps, upscale or default_scale(size), streams)
+  paths.append(os.path.join(output_dir, 'predictions.npz'))
+  files.write_npz(paths[-1], dict(images=np.stack(loaded), sources=np.array(images), **raw))
+  return paths
