@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from experiments import training
-from vgan_jax import configs, sampling
+from vgan_jax import checkpoint, configs, sampling
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -108,3 +108,15 @@ def test_command_line(gan_workdir, tmp_path):
   assert result.returncode == 1
   last = result.stderr.strip().splitlines()[-1]
   assert last.startswith('generate: No checkpoints in') and 'make train' in last
+
+
+def test_a_checkpoint_from_before_future_prediction_still_loads():
+  """Configs saved before the encoder fields existed mean a GAN from noise: they must match."""
+  saved = configs.get_config('test').to_dict()
+  for field in ('generator_input', 'encoder_depth', 'encoder_width'):
+    del saved['model'][field]
+  checkpoint.check_compatible(saved, configs.get_config('test'), 'old')
+  assert configs.with_defaults(saved).model.generator_input == 'noise'
+  saved['model']['width'] = 8
+  with pytest.raises(checkpoint.CheckpointMismatchError, match='model.width: checkpoint 8'):
+    checkpoint.check_compatible(saved, configs.get_config('test'), 'old')

@@ -16,7 +16,7 @@ import ml_collections
 import orbax.checkpoint as ocp
 from absl import logging
 
-from vgan_jax import train_state
+from vgan_jax import configs, train_state
 
 STATE = 'state'
 CONFIG = 'config'
@@ -68,6 +68,7 @@ def _differences(saved: dict, current: dict, prefix: str = '') -> list[str]:
 def check_compatible(saved_config: dict, config: ml_collections.ConfigDict, where: str) -> None:
   """Raises CheckpointMismatchError when the saved config's model differs from `config`'s."""
   current = config.to_dict()
+  saved_config = configs.with_defaults(saved_config).to_dict()
   differences = _differences({k: saved_config.get(k, {}) for k in STRUCTURAL_FIELDS},
                              {k: current[k] for k in STRUCTURAL_FIELDS})
   if differences:
@@ -140,7 +141,7 @@ def restore_for_inference(workdir: str, step: int | None = None,
     step = manager.latest_step() if step is None else step
     if step is None:
       raise FileNotFoundError(f'No checkpoints in {directory}.')
-    config = ml_collections.ConfigDict(load_config(manager, step))
+    config = configs.with_defaults(load_config(manager, step))
     networks, abstract_state = (build or _build_gan)(config)
     return config, networks, restore(manager, step, abstract_state, config)
   finally:

@@ -120,6 +120,22 @@ def get_config(name: str = 'paper') -> ml_collections.ConfigDict:
   return CONFIGS[name]()
 
 
+def with_defaults(saved: dict) -> ml_collections.ConfigDict:
+  """A config saved by an earlier version, completed with today's defaults for the fields it did
+  not have yet (so checkpoints from before a field existed still load, meaning what they meant)."""
+  config = paper()
+
+  def merge(target: ml_collections.ConfigDict, values: dict) -> None:
+    for key, value in values.items():
+      if isinstance(value, dict) and isinstance(target.get(key), ml_collections.ConfigDict):
+        merge(target[key], value)
+      else:
+        target[key] = value
+
+  merge(config, saved)
+  return config
+
+
 def validate(config: ml_collections.ConfigDict) -> None:
   """Raises ValueError, naming the field, when a config cannot build the network."""
   model = config.model
