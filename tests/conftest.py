@@ -22,5 +22,5 @@ jax.config.update('jax_persistent_cache_min_compile_time_secs', 1.0)
 
 @pytest.fixture
 def test_config():
-  """The smallest config: 16 frames of 16x16, width 4, batch 4."""
+  """The smallest config: 16 frames of 32x32, width 4, batch 4."""
   return configs.get_config('test')

@@ -1,0 +1,285 @@
+"""Figure 6 of the paper: what hidden units of the future-prediction image encoder respond to.
+
+  python -m experiments.visualize_units --workdir=runs/future_tiny_beach --images=photos/
+  python -m experiments.visualize_units --workdir=WORKDIR --images=a.png,b.jpg --layer=2 \
+      --units=0,5,7 --top_k=8
+
+For each chosen unit (a channel of encoder conv layer --layer, after its BatchNorm and LeakyReLU,
+with BatchNorm's running averages) this finds the --top_k largest activations over all images and
+all spatial positions, and writes OUTPUT_DIR/unit_NNN.png: the image regions that the unit sees at
+those positions (its receptive field; the parts outside the image are grey), strongest first,
+enlarged to about 64 pixels. OUTPUT_DIR/units.json lists, per unit, the image, position, crop and
+activation of each. Images of any size are centre-cropped and scaled to the model's frame size, as
+for prediction; grey, RGBA and 16-bit images are converted to 8-bit RGB.
+"""
+
+import os
+import sys
+from typing import Any, Sequence
+
+import cv2
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import app, flags, logging
+
+from experiments import common
+from vgan_jax import files, sampling, train_step, video_io
+from vgan_jax.models import layers
+
+IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.webp')
+INDEX = 'units.json'
+GREY = 128  # fills the parts of a receptive field that lie outside the image
+VIEW_SIZE = 64  # crops are enlarged (nearest neighbour) to at least this many pixels
+GAP = 2  # white pixels between and around the crops of a unit's PNG
+BATCH_SIZE = 64  # images per encoder call (padded, so there is one compile)
+# Every encoder layer is a 4x4 convolution with stride 2 and padding 1 (models/encoder.py).
+STRIDE = 2
+
+_WORKDIR = flags.DEFINE_string('workdir', None, 'Work directory of a future-prediction model '
+                               '(or its checkpoints/ folder).')
+_IMAGES = flags.DEFINE_string('images', None, 'A folder (its .png, .jpg, .jpeg, .bmp and .webp '
+                              'files) or a comma list of image files and folders.')
+_LAYER = flags.DEFINE_integer('layer', None, 'Encoder conv layer, from 0 (default: the last).')
+_UNITS = flags.DEFINE_list('units', [], 'Channels of the layer to show (default: the first '
+                           '--num_units).')
+_NUM_UNITS = flags.DEFINE_integer('num_units', 16, 'How many units to show without --units.')
+_TOP_K = flags.DEFINE_integer('top_k', 8, 'Strongest activations to show per unit.')
+_COLUMNS = flags.DEFINE_integer('columns', 0, 'Crops per row of a PNG (0: all in one row).')
+_OUTPUT_DIR = flags.DEFINE_string('output_dir', None, 'Where the PNGs and units.json go (default: '
+                                  'WORKDIR/units).')
+_STEP = flags.DEFINE_integer('step', None, 'Checkpoint step (default: the latest).')
+
+
+def receptive_field(layer: int, position: tuple[int, int]) -> tuple[int, int, int]:
+  """(top, left, size) in input pixels of what encoder layer `layer` sees at `position` (row,
+  column). Top and left may be negative, and top + size may pass the image: the zero padding."""
+  size, jump, start = 1, 1, 0  # the input pixels themselves
+  for _ in range(layer + 1):
+    # Each 4x4 stride-2 convolution widens the field by 3 of the previous layer's steps, its
+    # padding of 1 moves the first field back by one step, and its stride doubles the step.
+    size += (layers.KERNEL - 1) * jump
+    start -= layers.DOWN_PADDING * jump
+    jump *= STRIDE
+  row, column = position
+  return start + row * jump, start + column * jump, size
+
+
+def find_images(spec: str) -> list[str]:
+  """The image files of `spec`: a folder (its image files, sorted; not recursive) or a comma list
+  of files and folders. Raises ValueError naming a missing path or a folder without images."""
+  items = [item.strip() for item in (spec or '').split(',') if item.strip()]
+  if not items:
+    raise ValueError('--images: give a folder of images or a comma list of image files.')
+  paths = []
+  for item in items:
+    if os.path.isdir(item):
+      found = sorted(os.path.join(item, name) for name in os.listdir(item)
+                     if name.lower().endswith(IMAGE_EXTENSIONS)
+                     and os.path.isfile(os.path.join(item, name)))
+      if not found:
+        raise ValueError(f'{item}: no images ({", ".join(IMAGE_EXTENSIONS)}) in this folder.')
+      paths += found
+    elif os.path.isfile(item):
+      paths.append(item)
+    else:
+      raise ValueError(f'{item}: no such file or folder.')
+  return paths
+
+
+def load_images(paths: Sequence[str], size: int) -> np.ndarray:
+  """uint8 RGB [N, size, size, 3] of image files (centre-cropped and scaled); ValueError names a
+  file that is not an image."""
+  images, changed = [], []
+  for path in paths:
+    image, note = video_io.load_image(path, size)
+    images.append(image)
+    if note:
+      changed.append(f'{path}: {note}')
+  if changed:  # one line, not one per image: folders can hold thousands
+    logging.info('%d of %d images converted, e.g. %s.', len(changed), len(paths), changed[0])
+  return np.stack(images)
+
+
+def encoder_variables(state: Any) -> dict:
+  """The image encoder's variables within a future-prediction train state."""
+  return {'params': state.generator_params['encoder'],
+          # A depth-1 encoder has no BatchNorm, hence no statistics.
+          'batch_stats': state.generator_batch_stats.get('encoder', {})}
+
+
+def encoder_activations(encoder: Any, variables: dict, images: jax.Array,
+                        layer: int) -> jax.Array:
+  """images [N, S, S, C] (uint8, or float in [-1, 1]) -> the output of `encoder`'s conv layer
+  `layer` after its BatchNorm (inference mode) and LeakyReLU: [N, S / 2**(layer+1), ..., C_l]."""
+  names = (f'conv{layer}', f'norm{layer}')
+  _, captured = encoder.apply(
+      variables, train_step.normalize_video(jnp.asarray(images)), train=False,
+      capture_intermediates=lambda module, method: module.name in names and method == '__call__',
+      mutable=['intermediates'])
+  captured = captured['intermediates']
+  # The last module of the layer: its BatchNorm, where it has one (all but the first layer).
+  before_activation = captured.get(names[1], captured[names[0]])['__call__'][0]
+  return layers.leaky_relu(before_activation)
+
+
+def unit_activations(encoder: Any, variables: dict, images: np.ndarray, layer: int,
+                     units: Sequence[int], batch_size: int = BATCH_SIZE) -> np.ndarray:
+  """`encoder_activations` of `units` only, float32 [N, h, w, len(units)], `batch_size` images at
+  a time (the last batch padded, so there is one compile)."""
+  batch_size = min(batch_size, len(images))
+  # The variables are an argument, not a closure: as constants they would be compiled into the
+  # program (tens of MB for the paper's encoder). XLA drops the layers after `layer`.
+  compute = jax.jit(lambda variables, batch: encoder_activations(
+      encoder, variables, batch, layer)[..., jnp.asarray(units)])
+  parts = []
+  for begin in range(0, len(images), batch_size):
+    batch = images[begin:begin + batch_size]
+    padded = np.concatenate([batch, np.zeros((batch_size - len(batch),) + batch.shape[1:],
+                                              batch.dtype)])
+    parts.append(np.asarray(compute(variables, padded))[:len(batch)])
+  return np.concatenate(parts)
+
+
+def top_activations(activations: np.ndarray, k: int) -> list[tuple[int, int, int, float]]:
+  """(image index, row, column, value) of the `k` largest values of [N, h, w], largest first
+  (ties: the earlier image, then the earlier position)."""
+  flat = np.asarray(activations, np.float32).reshape(-1)
+  order = np.argsort(-flat, kind='stable')[:k]
+  indices = np.unravel_index(order, activations.shape)
+  return [(int(n), int(row), int(column), float(flat[i]))
+          for n, row, column, i in zip(*indices, order)]
+
+
+def crop_region(image: np.ndarray, top: int, left: int, size: int, fill: int = GREY) -> np.ndarray:
+  """The [size, size, C] square of `image` [H, W, C] at (top, left); what lies outside the image
+  is `fill`, so every crop of a layer has the same size."""
+  height, width = image.shape[:2]
+  crop = np.full((size, size) + image.shape[2:], fill, image.dtype)
+  rows = slice(max(top, 0), min(top + size, height))
+  columns = slice(max(left, 0), min(left + size, width))
+  if rows.start < rows.stop and columns.start < columns.stop:
+    crop[rows.start - top:rows.stop - top, columns.start - left:columns.stop - left] = \
+        image[rows, columns]
+  return crop
+
+
+def view_scale(size: int, target: int = VIEW_SIZE) -> int:
+  """The whole factor that enlarges `size` pixels to at least `target` (at least 1)."""
+  return max(1, -(-target // size))
+
+
+def tile_crops(crops: Sequence[np.ndarray], columns: int = 0, scale: int = 1,
+               gap: int = GAP) -> np.ndarray:
+  """uint8 crops [size, size, 3] -> one uint8 image, `columns` per row (0: one row), each
+  enlarged `scale` times, with `gap` white pixels between and around them."""
+  stacked = np.stack(crops)[:, None]  # as one-frame videos for video_grid
+  return video_io.video_grid(stacked, columns=columns or len(crops), padding=gap,
+                             scale=scale)[0]
+
+
+def load_encoder(workdir: str, step: int | None = None) -> tuple[Any, Any, dict, int]:
+  """(config, encoder module, encoder variables, step) of the future-prediction model in
+  `workdir`. FileNotFoundError without a checkpoint, ValueError for a GAN from noise."""
+  config, gan, state = sampling.load_model(workdir, step, conditional=True)
+  return config, gan.generator.encoder, encoder_variables(state), int(state.step)
+
+
+def choose_layer(layer: int | None, depth: int) -> int:
+  """`layer`, or the last of `depth` when None; ValueError when out of range."""
+  if layer is None:
+    return depth - 1
+  if not 0 <= layer < depth:
+    raise ValueError(f'--layer={layer}: the encoder has conv layers 0 to {depth - 1}.')
+  return layer
+
+
+def choose_units(units: Sequence[str | int], channels: int, num_units: int) -> list[int]:
+  """Channel indices from `units` (strings or ints), or the first `num_units`; ValueError names
+  an index that is not a whole number in [0, channels)."""
+  if not units:
+    if num_units < 1:
+      raise ValueError(f'--num_units={num_units}: must be at least 1.')
+    return list(range(min(num_units, channels)))
+  chosen = []
+  for unit in units:
+    try:
+      index = int(unit)
+    except ValueError:
+      raise ValueError(f'--units: {unit!r} is not a whole number.') from None
+    if not 0 <= index < channels:
+      raise ValueError(f'--units: unit {index} is out of range: the layer has units 0 to '
+                       f'{channels - 1}.')
+    chosen.append(index)
+  return chosen
+
+
+def unit_entries(top: Sequence[tuple[int, int, int, float]], paths: Sequence[str],
+                 layer: int) -> list[dict]:
+  """The index's records of one unit's strongest activations."""
+  entries = []
+  for image, row, column, value in top:
+    crop_top, crop_left, size = receptive_field(layer, (row, column))
+    entries.append({'image': paths[image], 'position': [row, column],
+                    'crop': {'top': crop_top, 'left': crop_left, 'size': size},
+                    'activation': value})
+  return entries
+
+
+def write_png(path: str, image: np.ndarray) -> None:
+  """uint8 RGB [H, W, 3] as a PNG at `path`, atomically."""
+  with files.atomic_path(path) as temporary:
+    if not cv2.imwrite(temporary, cv2.cvtColor(image, cv2.COLOR_RGB2BGR)):
+      raise OSError(f'{path}: OpenCV could not write the PNG.')
+
+
+def visualize_units(workdir: str, images: str, layer: int | None = None,
+                    units: Sequence[str | int] = (), num_units: int = 16, top_k: int = 8,
+                    output_dir: str | None = None, step: int | None = None,
+                    columns: int = 0) -> list[str]:
+  """Writes a PNG per unit and units.json (see the module docstring); returns their paths."""
+  if top_k < 1 or columns < 0:
+    raise ValueError(f'--top_k={top_k} must be at least 1 and --columns={columns} not negative.')
+  paths = find_images(images)  # before the checkpoint: a wrong path should fail fast
+  config, encoder, variables, step = load_encoder(workdir, step)
+  layer = choose_layer(layer, encoder.depth)
+  units = choose_units(units, encoder.width * 2 ** layer, num_units)
+  pixels = load_images(paths, config.model.size)
+  activations = unit_activations(encoder, variables, pixels, layer, units)
+  size = receptive_field(layer, (0, 0))[2]
+  output_dir = output_dir or os.path.join(workdir, 'units')
+  index = {'workdir': os.path.abspath(workdir), 'step': step, 'layer': layer,
+           'receptive_field': size, 'image_size': config.model.size, 'num_images': len(paths),
+           'units': []}
+  written = []
+  for i, unit in enumerate(units):
+    top = top_activations(activations[..., i], top_k)
+    entries = unit_entries(top, paths, layer)
+    crops = [crop_region(pixels[n], *receptive_field(layer, (row, column)))
+             for n, row, column, _ in top]
+    written.append(os.path.join(output_dir, f'unit_{unit:03d}.png'))
+    write_png(written[-1], tile_crops(crops, columns, view_scale(size)))
+    index['units'].append({'unit': unit, 'png': os.path.basename(written[-1]), 'top': entries})
+  written.append(os.path.join(output_dir, INDEX))
+  files.write_json(written[-1], index)
+  logging.info('Step %d, layer %d: the top %d activations of %d units over %d images, in %s.',
+               step, layer, top_k, len(units), len(paths), output_dir)
+  return written
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}')
+  common.setup_runtime()
+  try:
+    written = visualize_units(_WORKDIR.value, _IMAGES.value, _LAYER.value, _UNITS.value,
+                              _NUM_UNITS.value, _TOP_K.value, _OUTPUT_DIR.value, _STEP.value,
+                              _COLUMNS.value)
+  except (ValueError, OSError) as error:  # FileNotFoundError and CheckpointMismatchError too
+    sys.exit(f'visualize_units: {error}')
+  print(f'Wrote {len(written) - 1} unit images and {INDEX} to {os.path.dirname(written[-1])}.')
+
+
+if __name__ == '__main__':
+  flags.mark_flags_as_required(['workdir', 'images'])
+  app.run(main)
