@@ -66,6 +66,15 @@ def paper() -> ml_collections.ConfigDict:
   config.data.shuffle_buffer = 1024
   config.data.synthetic_clips = 0  # 0: endless procedural clips; N: cycle over the first N
 
+  # Action recognition (Section 3.3, experiments/evaluate.py): D's trunk with a K-way head,
+  # fine-tuned (or a linear head on frozen features) with Adam on random 32-frame windows.
+  config.classifier = ml_collections.ConfigDict()
+  config.classifier.learning_rate = 1e-4
+  config.classifier.batch_size = 32
+  config.classifier.num_epochs = 30
+  config.classifier.dropout = 0.5  # on the penultimate layer, as the paper
+  config.classifier.test_windows = 5  # windows per test video whose predictions are averaged
+
   config.log_every = 50  # steps between TensorBoard scalars
   config.sample_every = 1000  # steps between GIF sample grids
   config.num_samples = 16  # clips in a sample grid (a square number reads best)

@@ -2,6 +2,7 @@
 
 import ml_collections
 
+from vgan_jax.models.classifier import ActionClassifier
 from vgan_jax.models.discriminator import Discriminator, DiscriminatorTrunk
 from vgan_jax.models.encoder import FuturePredictor, ImageEncoder
 from vgan_jax.models.layers import SIZE_FIELDS
@@ -32,7 +33,7 @@ def build_discriminator(model_config: ml_collections.ConfigDict) -> Discriminato
   return Discriminator(**_size_kwargs(model_config))
 
 
-__all__ = ['Discriminator', 'DiscriminatorTrunk', 'FuturePredictor', 'GeneratorOutput',
+__all__ = ['ActionClassifier', 'Discriminator', 'DiscriminatorTrunk', 'FuturePredictor', 'GeneratorOutput',
            'ImageEncoder', 'ImageGenerator',
            'OneStreamGenerator', 'TwoStreamGenerator', 'VideoTrunk', 'build_discriminator',
            'build_generator']

@@ -1,0 +1,261 @@
+"""UCF101 for action recognition (Section 3.3): the standard layout, read from a local path.
+
+  DATA_DIR/UCF-101/<Class>/v_<Class>_gXX_cYY.avi
+  DATA_DIR/ucfTrainTestlist/classInd.txt, trainlist0{1,2,3}.txt, testlist0{1,2,3}.txt
+
+Videos are decoded once (OpenCV, 25 fps, centre square scaled to the model's size, optionally
+stabilized as prepare_data does) into a cache of shards (`shards.py`'s format: one Example per
+video, all its frames as one JPEG strip, with its label). Training reads a random `frames`-long
+window of each video per epoch; testing averages the predictions of `windows` evenly spaced
+windows per video. Unreadable videos are skipped, counted and listed.
+
+`write_synthetic_ucf` writes a tiny dataset in the same layout (squares moving left, right, up,
+down...) for tests and for the small-scale replication in experiments/.
+"""
+
+import collections
+import dataclasses
+import json
+import os
+
+import cv2
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from data_pipeline import clips, shards, stabilize
+from vgan_jax import files, video_io
+
+VIDEOS = 'UCF-101'
+LISTS = 'ucfTrainTestlist'
+CLASS_INDEX = 'classInd.txt'
+SPLITS = (1, 2, 3)
+MAX_FRAMES = 300  # 12 s at 25 fps: longer videos keep their first 12 s (UCF101's mean is 7 s)
+
+
+@dataclasses.dataclass(frozen=True)
+class Video:
+  path: str  # relative to DATA_DIR/UCF-101, as the split lists write it
+  label: int  # 0-based, classInd order
+
+
+def read_class_index(data_dir: str) -> list[str]:
+  """Class names in label order (classInd.txt numbers them from 1)."""
+  path = os.path.join(data_dir, LISTS, CLASS_INDEX)
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f'{path}: missing; --data_dir must hold {LISTS}/{CLASS_INDEX} (and '
+                            f'{VIDEOS}/), as UCF101 ships them.')
+  names = {}
+  with open(path) as file:
+    for number, line in enumerate(file, 1):
+      fields = line.split()
+      if not fields:
+        continue
+      if len(fields) != 2 or not fields[0].isdigit():
+        raise ValueError(f'{path}:{number}: expected "INDEX ClassName", got {line.strip()!r}.')
+      names[int(fields[0])] = fields[1]
+  if sorted(names) != list(range(1, len(names) + 1)):
+    raise ValueError(f'{path}: class indices must run 1..{len(names)}.')
+  return [names[i] for i in range(1, len(names) + 1)]
+
+
+def read_split(data_dir: str, split: int, subset: str) -> list[Video]:
+  """The videos of `subset` ('train' or 'test') of split 1, 2 or 3, with 0-based labels.
+
+  Raises FileNotFoundError for a missing list file and ValueError for a class folder that
+  classInd.txt does not name (or a label that disagrees with it), naming file and line.
+  """
+  if split not in SPLITS or subset not in ('train', 'test'):
+    raise ValueError(f'UCF101 has splits {SPLITS} of train and test; got {split}, {subset!r}.')
+  classes = {name: label for label, name in enumerate(read_class_index(data_dir))}
+  path = os.path.join(data_dir, LISTS, f'{subset}list0{split}.txt')
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f'{path}: missing split file (UCF101 ships trainlist01-03.txt and '
+                            f'testlist01-03.txt in {LISTS}/).')
+  videos = []
+  with open(path) as file:
+    for number, line in enumerate(file, 1):
+      fields = line.split()
+      if not fields:
+        continue
+      class_name = fields[0].replace('\\', '/').split('/')[0]
+      if class_name not in classes:
+        raise ValueError(f'{path}:{number}: class folder {class_name!r} is not in '
+                         f'{CLASS_INDEX}.')
+      label = classes[class_name]
+      if len(fields) > 1 and fields[1] != str(label + 1):
+        raise ValueError(f'{path}:{number}: label {fields[1]} but {CLASS_INDEX} gives '
+                         f'{class_name} the index {label + 1}.')
+      videos.append(Video(fields[0], label))
+  return videos
+
+
+def label_fraction(videos: list[Video], fraction: float, seed: int) -> list[Video]:
+  """A seeded random `fraction` of each class's videos (at least one per class), in list order."""
+  if not 0 < fraction <= 1:
+    raise ValueError(f'--label_fraction must be in (0, 1]; got {fraction}.')
+  rng = np.random.default_rng(seed)
+  by_class = collections.defaultdict(list)
+  for index, video in enumerate(videos):
+    by_class[video.label].append(index)
+  keep = set()
+  for label in sorted(by_class):
+    indices = by_class[label]
+    count = max(1, int(round(fraction * len(indices))))
+    keep.update(rng.choice(indices, count, replace=False).tolist())
+  return [video for index, video in enumerate(videos) if index in keep]
+
+
+def load_video(path: str, size: int, stabilized: bool = False,
+               max_frames: int = MAX_FRAMES) -> np.ndarray:
+  """uint8 [T, size, size, 3] at 25 fps, centre square; with `stabilized`, the longest segment
+  of the stabilized video. Raises clips.VideoError for a video that cannot be read."""
+  options = clips.ClipOptions(frames=2, size=size, stabilize=False)
+  info = clips.probe(path, options)
+  frames = []
+  for frame in clips.read_frames(info, options, clips.VideoLog()):
+    frames.append(frame)
+    if len(frames) == max_frames:
+      break
+  if len(frames) < 2:
+    raise clips.VideoError(path, f'{len(frames)} frames: not a video')
+  video = np.stack(frames)
+  if stabilized:
+    segments = stabilize.stabilize(video)
+    video = max(segments, key=lambda segment: len(segment.frames)).frames
+  return video
+
+
+def cache_split(data_dir: str, videos: list[Video], cache_path: str, size: int,
+                stabilized: bool = False) -> dict:
+  """Decodes `videos` into one shard at `cache_path` (once: an existing cache is reused).
+
+  Returns its index {'videos': count, 'skipped': {path: reason}}, also written beside it.
+  """
+  index_path = cache_path + '.json'
+  if os.path.exists(cache_path) and os.path.exists(index_path):
+    with open(index_path) as file:
+      return json.load(file)
+  skipped = {}
+
+  def examples():
+    for video in videos:
+      path = os.path.join(data_dir, VIDEOS, video.path)
+      try:
+        frames = load_video(path, size, stabilized)
+      except (clips.VideoError, cv2.error) as error:
+        skipped[video.path] = getattr(error, 'reason', str(error))
+        logging.warning('Skipped %s: %s', path, skipped[video.path])
+        continue
+      yield shards.clip_example(shards.encode_strip(frames), frames=len(frames), size=size,
+                                source=video.path, label=video.label)
+
+  os.makedirs(os.path.dirname(os.path.abspath(cache_path)), exist_ok=True)
+  count = shards.write_shard(cache_path, examples())
+  if not count:
+    raise ValueError(f'None of the {len(videos)} videos listed could be read (first: '
+                     f'{next(iter(skipped.items()), None)}).')
+  index = {'videos': count, 'skipped': skipped}
+  files.write_json(index_path, index)
+  return index
+
+
+def _parse(serialized):
+  features = tf.io.parse_single_example(serialized, {
+      shards.CLIP_JPEG: tf.io.FixedLenFeature([], tf.string),
+      'clip/label': tf.io.FixedLenFeature([], tf.int64),
+      'clip/source': tf.io.FixedLenFeature([], tf.string)})
+  strip = tf.io.decode_jpeg(features[shards.CLIP_JPEG], channels=3)
+  width = tf.shape(strip)[1]
+  return (tf.reshape(strip, (-1, width, width, 3)), tf.cast(features['clip/label'], tf.int32),
+          features['clip/source'])
+
+
+def _at_least(video, frames):
+  """Videos shorter than `frames` repeat their last frame (as the authors' loader does)."""
+  missing = tf.maximum(frames - tf.shape(video)[0], 0)
+  return tf.concat([video, tf.repeat(video[-1:], missing, axis=0)], axis=0)
+
+
+def train_dataset(cache_path: str, frames: int, batch_size: int, seed: int,
+                  sources: list[str] | None = None) -> tf.data.Dataset:
+  """Endless batches {'video': uint8 [B, frames, S, S, 3], 'label': int32 [B]}: shuffled videos
+  (only `sources`, the split-list paths, when given), a random window of each, a new window
+  every epoch; the same batches for the same seed."""
+  dataset = tf.data.TFRecordDataset(cache_path).map(_parse, num_parallel_calls=tf.data.AUTOTUNE)
+  if sources is not None:
+    kept = tf.constant(sorted(sources))
+    dataset = dataset.filter(lambda video, label, source: tf.reduce_any(tf.equal(source, kept)))
+  dataset = dataset.shuffle(4096, seed=seed, reshuffle_each_iteration=True).repeat()
+  dataset = dataset.enumerate().map(
+      lambda index, item: _random_window(item[0], item[1], frames, seed, index),
+      num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  return dataset.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+
+
+def _random_window(video, label, frames, seed, index):
+  """A `frames`-long window of `video` whose start is a pure function of (seed, index)."""
+  video = _at_least(video, frames)
+  start = tf.random.stateless_uniform((), tf.stack([tf.cast(seed, tf.int64), index]), 0,
+                                      tf.shape(video)[0] - frames + 1, tf.int32)
+  return {'video': video[start:start + frames], 'label': label}
+
+
+def test_windows(cache_path: str, frames: int, windows: int):
+  """Per video, in file order: (uint8 [windows, frames, S, S, 3] evenly spaced windows, label)."""
+  def spaced(video, label, source):
+    del source
+    video = _at_least(video, frames)
+    last = tf.shape(video)[0] - frames
+    starts = tf.cast(tf.round(tf.linspace(0.0, tf.cast(last, tf.float32), windows)), tf.int32)
+    return tf.map_fn(lambda s: video[s:s + frames], starts, fn_output_signature=tf.uint8), label
+
+  dataset = tf.data.TFRecordDataset(cache_path).map(_parse).map(spaced)
+  return dataset.prefetch(tf.data.AUTOTUNE).as_numpy_iterator()
+
+
+MOTIONS = {'MoveLeft': (-1, 0), 'MoveRight': (1, 0), 'MoveUp': (0, -1), 'MoveDown': (0, 1),
+           'Grow': (0, 0)}
+
+
+def _synthetic_action(name: str, rng: np.random.Generator, frames: int, size: int) -> np.ndarray:
+  """A bright square doing `name` over a textured static background."""
+  background = rng.uniform(0.0, 0.35, (size // 4, size // 4, 3)).astype(np.float32)
+  background = cv2.resize(background, (size, size), interpolation=cv2.INTER_CUBIC)
+  color = rng.uniform(0.6, 1.0, 3)
+  side = size // 5
+  dx, dy = MOTIONS[name]
+  speed = rng.uniform(0.6, 1.2) * size / frames
+  x0, y0 = rng.uniform(0.3, 0.7, 2) * size - side / 2 - np.array([dx, dy]) * speed * frames / 2
+  video = []
+  for t in range(frames):
+    frame = background.copy()
+    grow = int(t * side / frames) if name == 'Grow' else 0
+    x, y = int(x0 + dx * speed * t) - grow // 2, int(y0 + dy * speed * t) - grow // 2
+    frame[max(y, 0):max(y + side + grow, 0), max(x, 0):max(x + side + grow, 0)] = color
+    video.append(frame)
+  return np.round(np.stack(video) * 255).astype(np.uint8)
+
+
+def write_synthetic_ucf(data_dir: str, classes: tuple[str, ...] = tuple(MOTIONS),
+                        train_per_class: int = 6, test_per_class: int = 3, frames: int = 40,
+                        size: int = 48, seed: int = 0) -> list[str]:
+  """A UCF101-layout dataset of synthetic actions (split 1 only); returns the class names."""
+  rng = np.random.default_rng(seed)
+  lists = {'train': [], 'test': []}
+  for name in classes:
+    os.makedirs(os.path.join(data_dir, VIDEOS, name), exist_ok=True)
+    for group in range(train_per_class + test_per_class):
+      relative = f'{name}/v_{name}_g{group + 1:02d}_c01.avi'
+      video_io.write_video(os.path.join(data_dir, VIDEOS, relative),
+                           _synthetic_action(name, rng, frames, size), 25.0)
+      lists['train' if group < train_per_class else 'test'].append(relative)
+  os.makedirs(os.path.join(data_dir, LISTS), exist_ok=True)
+  with open(os.path.join(data_dir, LISTS, CLASS_INDEX), 'w') as file:
+    file.writelines(f'{i + 1} {name}\n' for i, name in enumerate(classes))
+  with open(os.path.join(data_dir, LISTS, 'trainlist01.txt'), 'w') as file:
+    file.writelines(f'{path} {classes.index(path.split("/")[0]) + 1}\n'
+                    for path in lists['train'])
+  with open(os.path.join(data_dir, LISTS, 'testlist01.txt'), 'w') as file:
+    file.writelines(f'{path}\n' for path in lists['test'])
+  return list(classes)

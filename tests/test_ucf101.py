@@ -1,0 +1,154 @@
+"""UCF101 evaluation on a tiny UCF-layout dataset of synthetic actions that the tests write."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from data_pipeline import ucf101
+from experiments import evaluation, training
+from vgan_jax import checkpoint, configs
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CLASSES = ('MoveLeft', 'MoveRight', 'MoveUp', 'MoveDown')
+
+
+@pytest.fixture(scope='module')
+def ucf_dir(tmp_path_factory):
+  root = str(tmp_path_factory.mktemp('ucf'))
+  ucf101.write_synthetic_ucf(root, CLASSES, train_per_class=6, test_per_class=3, frames=24,
+                             size=32)
+  return root
+
+
+@pytest.fixture(scope='module')
+def gan_workdir(tmp_path_factory):
+  workdir = str(tmp_path_factory.mktemp('gan'))
+  config = configs.get_config('test')
+  config.num_steps = 1
+  training.train_and_evaluate(config, workdir, 'golf')
+  return workdir
+
+
+def _config(epochs=10):
+  config = configs.get_config('test')
+  config.classifier.num_epochs = epochs
+  config.classifier.batch_size = 8
+  config.classifier.learning_rate = 1e-3
+  config.classifier.test_windows = 3
+  return config
+
+
+def test_splits_labels_and_label_fractions(ucf_dir):
+  assert ucf101.read_class_index(ucf_dir) == list(CLASSES)
+  train = ucf101.read_split(ucf_dir, 1, 'train')
+  test = ucf101.read_split(ucf_dir, 1, 'test')
+  assert len(train) == 24 and len(test) == 12
+  assert train[0] == ucf101.Video('MoveLeft/v_MoveLeft_g01_c01.avi', 0)
+  assert {v.label for v in test if v.path.startswith('MoveUp/')} == {2}  # from the folder name
+  for fraction, per_class in ((0.5, 3), (1 / 32, 1), (1.0, 6)):
+    subset = ucf101.label_fraction(train, fraction, seed=0)
+    counts = np.bincount([v.label for v in subset], minlength=4)
+    assert counts.tolist() == [per_class] * 4
+  assert ucf101.label_fraction(train, 0.5, 0) == ucf101.label_fraction(train, 0.5, 0)
+  assert ucf101.label_fraction(train, 0.5, 0) != ucf101.label_fraction(train, 0.5, 1)
+
+
+def test_windows_for_training_and_testing(ucf_dir, tmp_path):
+  videos = ucf101.read_split(ucf_dir, 1, 'test')
+  index = ucf101.cache_split(ucf_dir, videos, str(tmp_path / 'test.tfrecord'), 32)
+  assert index == {'videos': 12, 'skipped': {}}
+  windows = list(ucf101.test_windows(str(tmp_path / 'test.tfrecord'), 16, 3))
+  assert len(windows) == 12 and windows[0][0].shape == (3, 16, 32, 32, 3)
+  first, last = windows[0][0][0], windows[0][0][-1]
+  assert not np.array_equal(first, last)  # frames 0-15 and 8-23 of a moving square
+  np.testing.assert_array_equal(first[8:], last[:8])
+  batches = ucf101.train_dataset(str(tmp_path / 'test.tfrecord'), 16, 4, seed=0,
+                                 sources=[v.path for v in videos[:3]]).as_numpy_iterator()
+  batch = next(batches)
+  assert batch['video'].shape == (4, 16, 32, 32, 3) and set(batch['label']) == {0}
+  # A video shorter than the window repeats its last frame.
+  long_windows = next(ucf101.test_windows(str(tmp_path / 'test.tfrecord'), 30, 2))[0]
+  np.testing.assert_array_equal(long_windows[0, 24], long_windows[0, 23])
+
+
+def test_bad_inputs_get_one_clear_message(ucf_dir, tmp_path):
+  with pytest.raises(FileNotFoundError, match='trainlist02.txt: missing split file'):
+    ucf101.read_split(ucf_dir, 2, 'train')
+  broken = tmp_path / 'broken'
+  (broken / ucf101.LISTS).mkdir(parents=True)
+  (broken / ucf101.LISTS / ucf101.CLASS_INDEX).write_text('1 MoveLeft\n2 MoveRight\n')
+  (broken / ucf101.LISTS / 'testlist01.txt').write_text(
+      'MoveLeft/v_a.avi\nJuggling/v_Juggling_g01_c01.avi\n')
+  with pytest.raises(ValueError, match=r"testlist01.txt:2: class folder 'Juggling' is not in"):
+    ucf101.read_split(str(broken), 1, 'test')
+  with pytest.raises(FileNotFoundError, match='classInd.txt: missing'):
+    ucf101.read_class_index(str(tmp_path))
+  # An unreadable video is skipped, counted and listed; the others are cached.
+  (broken / ucf101.VIDEOS / 'MoveLeft').mkdir(parents=True)
+  (broken / ucf101.VIDEOS / 'MoveLeft' / 'v_a.avi').write_bytes(b'not a video')
+  good = ucf101.read_split(ucf_dir, 1, 'test')[:2]
+  for video in good:
+    target = broken / ucf101.VIDEOS / video.path
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(os.path.join(ucf_dir, ucf101.VIDEOS, video.path), target)
+  index = ucf101.cache_split(str(broken), [ucf101.Video('MoveLeft/v_a.avi', 0)] + good,
+                             str(tmp_path / 'c.tfrecord'), 32)
+  assert index['videos'] == 2 and list(index['skipped']) == ['MoveLeft/v_a.avi']
+
+
+def test_random_init_learns_the_actions_well_above_chance(ucf_dir, tmp_path):
+  results = evaluation.evaluate(_config(epochs=40), ucf_dir, 'random', 'finetune', None, (1,),
+                                1.0, 0, str(tmp_path), progress=False)
+  assert results['split1']['test_videos'] == 12
+  assert results['mean']['top1'] >= 0.6, results  # chance is 0.25
+  assert results['mean']['top5'] == 1.0  # 4 classes: all are in the top 5
+  assert json.load(open(tmp_path / 'results.json'))['mean'] == results['mean']
+  assert any(name.startswith('events') for name in
+             os.listdir(tmp_path / 'split1_random_finetune_fraction1'))
+
+
+def test_linear_mode_leaves_the_gan_trunk_unchanged(ucf_dir, gan_workdir, tmp_path):
+  config = _config(epochs=2)
+  trunk = evaluation.load_gan_trunk(gan_workdir, config)
+  result, state = evaluation.evaluate_split(config, ucf_dir, 1, 'gan', 'linear', trunk, 0.5, 0,
+                                            str(tmp_path), progress=False)
+  for before, after in zip(jax.tree.leaves(trunk), jax.tree.leaves(
+      (state.params['trunk'], state.batch_stats['trunk']))):
+    np.testing.assert_array_equal(before, after)
+  assert result['train_videos'] == 12 and int(state.step) == 2 * 2  # 12 videos, batches of 8
+  # Fine-tuning changes it.
+  _, tuned = evaluation.evaluate_split(config, ucf_dir, 1, 'gan', 'finetune', trunk, 0.5, 0,
+                                       str(tmp_path), progress=False)
+  assert not np.array_equal(jax.tree.leaves(tuned.params['trunk'])[0], jax.tree.leaves(trunk)[0])
+
+
+def test_checkpoint_of_another_config_is_refused(gan_workdir):
+  config = _config()
+  config.model.width = 8
+  with pytest.raises(checkpoint.CheckpointMismatchError, match='model.width: checkpoint 4, '
+                                                               '--config 8'):
+    evaluation.load_gan_trunk(gan_workdir, config)
+
+
+def test_sweep_writes_the_table_and_figures(ucf_dir, gan_workdir, tmp_path):
+  table = evaluation.sweep(_config(epochs=1), ucf_dir, 'finetune', gan_workdir, (1,), 0,
+                           str(tmp_path), fractions=(0.5, 1.0), progress=False)
+  assert set(table) == {'gan', 'random'} and set(table['gan']) == {'0.5', '1'}
+  for name in ('sweep.json', 'figure4b.png', 'figure4c.png'):
+    assert os.path.getsize(tmp_path / name) > 0
+  assert os.listdir(tmp_path / 'cache')  # decoded once, shared by every run
+
+
+def test_command_line_errors_are_one_line(tmp_path):
+  result = subprocess.run([sys.executable, '-m', 'experiments.evaluate', '--config=test',
+                           f'--data_dir={tmp_path}', '--init=random'],
+                          cwd=REPO, capture_output=True, text=True, timeout=600)
+  assert result.returncode == 1
+  assert result.stderr.strip().splitlines()[-1].startswith(
+      f'evaluate: {tmp_path}/ucfTrainTestlist/classInd.txt: missing')
