@@ -152,3 +152,17 @@ def test_command_line_errors_are_one_line(tmp_path):
   assert result.returncode == 1
   assert result.stderr.strip().splitlines()[-1].startswith(
       f'evaluate: {tmp_path}/ucfTrainTestlist/classInd.txt: missing')
+
+
+def test_replication_script_runs_end_to_end(tmp_path):
+  """The small-scale study, shrunk to seconds: data, unlabeled shards, GAN, every method."""
+  result = subprocess.run(
+      [sys.executable, '-m', 'experiments.replicate_actions', '--config=test', '--gan_steps=1',
+       '--fractions=1', '--seeds=0', '--epochs=1', '--videos_per_class=2',
+       f'--output_dir={tmp_path}'], cwd=REPO, capture_output=True, text=True, timeout=900)
+  assert result.returncode == 0, result.stderr[-3000:]
+  table = json.load(open(tmp_path / 'replication.json'))
+  assert set(table) == {'gan_finetune', 'random_finetune', 'gan_linear', 'random_linear'}
+  assert all(0 <= row['1']['mean'] <= 1 and len(row['1']['runs']) == 1 for row in table.values())
+  assert (tmp_path / 'replication.md').read_text().startswith('| method | 1 of labels |')
+  assert os.listdir(tmp_path / 'clips' / 'actions')  # the GAN's unlabeled training shards
