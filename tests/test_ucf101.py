@@ -166,3 +166,11 @@ def test_replication_script_runs_end_to_end(tmp_path):
   assert all(0 <= row['1']['mean'] <= 1 and len(row['1']['runs']) == 1 for row in table.values())
   assert (tmp_path / 'replication.md').read_text().startswith('| method | 1 of labels |')
   assert os.listdir(tmp_path / 'clips' / 'actions')  # the GAN's unlabeled training shards
+
+
+def test_videos_can_be_stabilized_before_caching(ucf_dir, tmp_path):
+  videos = ucf101.read_split(ucf_dir, 1, 'test')[:2]
+  index = ucf101.cache_split(ucf_dir, videos, str(tmp_path / 's.tfrecord'), 32, stabilized=True)
+  assert index['videos'] == 2
+  windows, label = next(ucf101.test_windows(str(tmp_path / 's.tfrecord'), 16, 2))
+  assert windows.shape == (2, 16, 32, 32, 3) and label == 0
