@@ -39,6 +39,8 @@ _ONLY = flags.DEFINE_list('only', list(BENCHMARKS), f'Which of {", ".join(BENCHM
 _RUNS = flags.DEFINE_list('runs', ['paper:8', 'tiny:16'], 'CONFIG:BATCH pairs to time.')
 _STEPS = flags.DEFINE_integer('steps', 3, 'Timed iterations per run (after one warm-up).')
 _CONV_IMPL = flags.DEFINE_string('conv_impl', None, 'Override config.model.conv_impl.')
+_COMPUTE_DTYPE = flags.DEFINE_string('compute_dtype', None, 'Override config.model.compute_dtype '
+                                     '(float32, bfloat16).')
 
 
 def matmul_flops_per_second(size: int = 2048, repeats: int = 5) -> float:
@@ -206,11 +208,13 @@ def run_train_benchmark() -> None:
     config.batch_size = int(batch_size)
     if _CONV_IMPL.value:
       config.model.conv_impl = _CONV_IMPL.value
+    if _COMPUTE_DTYPE.value:
+      config.model.compute_dtype = _COMPUTE_DTYPE.value
     configs.validate(config)
     r = time_train_step(config, _STEPS.value)
     model = config.model
     print(f'{name} B={config.batch_size} {model.frames}x{model.size}x{model.size} '
-          f'width={model.width} conv_impl={model.conv_impl}: '
+          f'width={model.width} conv_impl={model.conv_impl} {model.compute_dtype}: '
           f'{r["iterations_per_second"]:.3f} it/s, {r["clips_per_second"]:.2f} clips/s, '
           f'{r["flops_per_iteration"] / 1e9:.1f} GFLOP/iter, '
           f'{r["flops_per_second"] / 1e9:.1f} GFLOP/s ({r["flops_per_second"] / peak:.0%} of '

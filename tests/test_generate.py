@@ -120,3 +120,11 @@ def test_a_checkpoint_from_before_future_prediction_still_loads():
   saved['model']['width'] = 8
   with pytest.raises(checkpoint.CheckpointMismatchError, match='model.width: checkpoint 8'):
     checkpoint.check_compatible(saved, configs.get_config('test'), 'old')
+
+
+def test_conv_impl_and_compute_dtype_do_not_make_another_model():
+  saved = configs.get_config('test').to_dict()
+  current = configs.get_config('test')
+  current.model.compute_dtype = 'bfloat16'
+  current.model.conv_impl = 'xla'
+  checkpoint.check_compatible(saved, current, 'float32 run')  # the same parameters: no error

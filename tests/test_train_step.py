@@ -48,8 +48,10 @@ def test_one_step_updates_both_networks_and_the_counter(test_config):
   assert abs(float(metrics['generator_loss']) - np.log(2)) < 0.1
 
 
-def test_discriminator_learns_a_fixed_batch(test_config):
+@pytest.mark.parametrize('compute_dtype', ['float32', 'bfloat16'])
+def test_discriminator_learns_a_fixed_batch(test_config, compute_dtype):
   test_config.optimizer.learning_rate = 1e-3  # a few dozen steps, not hundreds
+  test_config.model.compute_dtype = compute_dtype
   state, step, mesh = _setup(test_config)
   batch = parallel.shard_batch(_batch(test_config), mesh)
   losses = []
@@ -57,6 +59,19 @@ def test_discriminator_learns_a_fixed_batch(test_config):
     state, metrics = step(state, batch)
     losses.append(float(metrics['discriminator_loss']))
   assert np.mean(losses[-5:]) < 0.7 * np.mean(losses[:3]), losses
+  # Mixed precision: parameters and optimizer states stay float32.
+  assert {str(leaf.dtype) for leaf in jax.tree.leaves(state)} <= {'float32', 'int32', 'uint32'}
+
+
+def test_bfloat16_computes_its_convolutions_in_bfloat16(test_config):
+  test_config.model.compute_dtype = 'bfloat16'
+  gan = train_state.build_gan(test_config)
+  state = train_state.init_train_state(gan, test_config, jax.random.PRNGKey(0))
+  text = jax.jit(train_step.make_gan_train_step(gan)).lower(state, _batch(test_config)).as_text()
+  convolutions = [line for line in text.splitlines() if 'convolution' in line]
+  assert convolutions and all('bf16' in line for line in convolutions)
+  output = train_step.generate(gan, state, jnp.zeros((2, test_config.model.latent_dim)))
+  assert output.video.dtype == jnp.float32  # losses and D's input in float32
 
 
 def test_one_stream_generator_trains(test_config):

@@ -22,6 +22,8 @@ STATE = 'state'
 CONFIG = 'config'
 # Config sections that fix the shapes of the state; a checkpoint must agree on them to be restored.
 STRUCTURAL_FIELDS = ('model',)
+# ... except these model fields, which change how the same parameters are computed with.
+COMPUTATION_FIELDS = ('conv_impl', 'compute_dtype')
 
 
 class CheckpointMismatchError(ValueError):
@@ -69,8 +71,13 @@ def check_compatible(saved_config: dict, config: ml_collections.ConfigDict, wher
   """Raises CheckpointMismatchError when the saved config's model differs from `config`'s."""
   current = config.to_dict()
   saved_config = configs.with_defaults(saved_config).to_dict()
-  differences = _differences({k: saved_config.get(k, {}) for k in STRUCTURAL_FIELDS},
-                             {k: current[k] for k in STRUCTURAL_FIELDS})
+  def structure(config_dict):
+    sections = {k: dict(config_dict.get(k, {})) for k in STRUCTURAL_FIELDS}
+    for name in COMPUTATION_FIELDS:
+      sections['model'].pop(name, None)
+    return sections
+
+  differences = _differences(structure(saved_config), structure(current))
   if differences:
     raise CheckpointMismatchError(
         f'The checkpoint {where} was written for another model:\n  ' + '\n  '.join(differences) +

@@ -20,6 +20,7 @@ SPATIOTEMPORAL_STRIDE = 16
 #   auto:       decomposed on CPU, xla elsewhere.
 CONV_IMPLS = ('auto', 'xla', 'decomposed')
 GENERATOR_INPUTS = ('noise', 'image')
+COMPUTE_DTYPES = ('float32', 'bfloat16')
 RECONSTRUCTION_LOSSES = ('l1', 'l2')
 
 
@@ -39,6 +40,9 @@ def paper() -> ml_collections.ConfigDict:
   config.model.conv_init_stddev = 0.01
   config.model.batchnorm_scale_stddev = 0.02
   config.model.conv_impl = 'auto'  # see CONV_IMPLS
+  # Activations and convolutions in 'float32' or 'bfloat16' (mixed precision: parameters,
+  # optimizer states, BatchNorm statistics and losses stay float32; bf16 needs no loss scaling).
+  config.model.compute_dtype = 'float32'
   # What the generator starts from: 'noise' (the GAN, z ~ N(0, I)) or 'image' (future prediction,
   # Section 3.4: an image encoder maps the clip's first frame to the generator's input code).
   config.model.generator_input = 'noise'
@@ -159,6 +163,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if model.conv_impl not in CONV_IMPLS:
     raise ValueError(f'config.model.conv_impl={model.conv_impl!r}: must be one of '
                      f'{", ".join(CONV_IMPLS)}.')
+  if model.compute_dtype not in COMPUTE_DTYPES:
+    raise ValueError(f'config.model.compute_dtype={model.compute_dtype!r}: must be one of '
+                     f'{", ".join(COMPUTE_DTYPES)}.')
   if model.generator_input not in GENERATOR_INPUTS:
     raise ValueError(f'config.model.generator_input={model.generator_input!r}: must be one of '
                      f'{", ".join(GENERATOR_INPUTS)}.')

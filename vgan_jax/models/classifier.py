@@ -8,6 +8,7 @@ layer's features, as the paper does.
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 
 from vgan_jax.models import layers
 from vgan_jax.models.discriminator import DiscriminatorTrunk
@@ -27,6 +28,5 @@ class ActionClassifier(layers.SizedModule):
                train_trunk: bool = True) -> jax.Array:
     features = DiscriminatorTrunk(**self.sizes(), name='trunk')(video, train and train_trunk)
     features = nn.Dropout(self.dropout_rate, deterministic=not train)(features)
-    logits = layers.collapse_conv(self.num_classes, self.video_window, self.conv_init_stddev,
-                                  'head')(features)
-    return logits.reshape(logits.shape[0], self.num_classes)
+    logits = self.collapse_conv(self.num_classes, 'head')(features)
+    return logits.reshape(logits.shape[0], self.num_classes).astype(jnp.float32)

@@ -7,6 +7,7 @@ logit. The trunk is its own module so the action classifier can reuse it with an
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 
 from vgan_jax.models import layers
 
@@ -27,7 +28,7 @@ class DiscriminatorTrunk(layers.SizedModule):
         x = self.down_conv(features)(x)
       else:
         x = self.down_conv(features, use_bias=False)(x)
-        x = layers.batch_norm(train, self.batchnorm_scale_stddev)(x)
+        x = self.batch_norm(train)(x)
       x = layers.leaky_relu(x)
     return x
 
@@ -38,5 +39,5 @@ class Discriminator(layers.SizedModule):
   @nn.compact
   def __call__(self, video: jax.Array, train: bool = True) -> jax.Array:
     features = DiscriminatorTrunk(**self.sizes(), name='trunk')(video, train)
-    logits = layers.collapse_conv(1, self.video_window, self.conv_init_stddev, 'logit')(features)
-    return logits.reshape(logits.shape[0])
+    logits = self.collapse_conv(1, 'logit')(features)
+    return logits.reshape(logits.shape[0]).astype(jnp.float32)

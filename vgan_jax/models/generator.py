@@ -43,7 +43,7 @@ class VideoTrunk(layers.SizedModule):
   def __call__(self, z: jax.Array, train: bool) -> jax.Array:
     first, *rest = self.hidden_widths
     x = z.reshape(z.shape[0], 1, 1, 1, z.shape[-1])
-    x = self.bn_relu(layers.project_conv(first, self.video_window, self.conv_init_stddev)(x), train)
+    x = self.bn_relu(self.project_conv(first, self.video_window)(x), train)
     for features in rest:
       x = self.bn_relu(self.up_conv(features, use_bias=False)(x), train)
     return x
@@ -59,8 +59,7 @@ class ImageGenerator(layers.SizedModule):
   def __call__(self, z: jax.Array, train: bool) -> jax.Array:
     first, *rest = self.hidden_widths
     x = z.reshape(z.shape[0], 1, 1, z.shape[-1])
-    project = layers.project_conv(first, self.video_window[1:], self.conv_init_stddev)
-    x = self.bn_relu(project(x), train)
+    x = self.bn_relu(self.project_conv(first, self.video_window[1:])(x), train)
     for features in rest:
       x = self.bn_relu(self.up_conv(features, use_bias=False)(x), train)
     return jnp.tanh(self.up_conv(self.channels)(x))
@@ -72,7 +71,7 @@ class OneStreamGenerator(layers.SizedModule):
   @nn.compact
   def __call__(self, z: jax.Array, train: bool = True) -> GeneratorOutput:
     hidden = VideoTrunk(**self.sizes(), name='trunk')(z, train)
-    video = jnp.tanh(self.up_conv(self.channels, 'video')(hidden))
+    video = jnp.tanh(self.up_conv(self.channels, 'video')(hidden)).astype(jnp.float32)
     return GeneratorOutput(video=video, foreground=video)
 
 
@@ -90,5 +89,7 @@ class TwoStreamGenerator(OneStreamGenerator):
         self.up_conv(self.channels, 'video')(hidden))
     mask = nn.sigmoid(self.up_conv(1, 'mask')(hidden))
     background = ImageGenerator(**self.sizes(), name='background')(z, train)
+    # The composition and everything after it (losses, D's input) in float32.
+    foreground, mask, background = (x.astype(jnp.float32) for x in (foreground, mask, background))
     video = mask * foreground + (1.0 - mask) * background[:, None]
     return GeneratorOutput(video=video, foreground=foreground, background=background, mask=mask)

@@ -48,13 +48,16 @@ def batchnorm_scale_init(stddev: float) -> nn.initializers.Initializer:
   return init
 
 
-def batch_norm(train: bool, scale_stddev: float, name: str | None = None) -> nn.BatchNorm:
+def batch_norm(train: bool, scale_stddev: float, name: str | None = None,
+               dtype: jnp.dtype = jnp.float32) -> nn.BatchNorm:
   """BatchNorm with Torch's defaults (momentum 0.1 there is 0.9 here, eps 1e-5).
 
   In training the statistics are those of the whole (global) batch: under `jax.jit` with the
   batch sharded over devices XLA reduces across them, so N devices match one device.
   """
-  return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
+  # With a bfloat16 `dtype` the statistics are still reduced, and kept, in float32.
+  return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=dtype,
+                      param_dtype=jnp.float32,
                       scale_init=batchnorm_scale_init(scale_stddev), name=name)
 
 
@@ -141,14 +144,17 @@ class _StridedConv(nn.Module):
   stddev: float
   impl: str = 'auto'
   use_bias: bool = True
+  dtype: jnp.dtype = jnp.float32  # of the computation; parameters stay float32
 
   def _kernel_and_bias(self, x: jax.Array, kernel_in: int, kernel_out: int):
     ndim = x.ndim - 2
     kernel = self.param('kernel', conv_init(self.stddev),
                         (KERNEL,) * ndim + (kernel_in, kernel_out))
+    kernel = kernel.astype(self.dtype)
     if not self.use_bias:
-      return kernel, 0.0
-    return kernel, self.param('bias', nn.initializers.zeros_init(), (self.features,))
+      return kernel, jnp.zeros((), self.dtype)
+    return kernel, self.param('bias', nn.initializers.zeros_init(),
+                              (self.features,)).astype(self.dtype)
 
 
 class UpConv(_StridedConv):
@@ -157,7 +163,7 @@ class UpConv(_StridedConv):
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     kernel, bias = self._kernel_and_bias(x, x.shape[-1], self.features)
-    return up_conv_apply(x, kernel, self.impl) + bias
+    return up_conv_apply(x.astype(self.dtype), kernel, self.impl) + bias
 
 
 class DownConv(_StridedConv):
@@ -166,28 +172,28 @@ class DownConv(_StridedConv):
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     kernel, bias = self._kernel_and_bias(x, x.shape[-1], self.features)
-    return down_conv_apply(x, kernel, self.impl) + bias
+    return down_conv_apply(x.astype(self.dtype), kernel, self.impl) + bias
 
 
 def project_conv(features: int, window: Sequence[int], stddev: float,
-                 name: str | None = None) -> nn.ConvTranspose:
+                 name: str | None = None, dtype: jnp.dtype = jnp.float32) -> nn.ConvTranspose:
   """The first generator layer: a 1x..x1 code -> a `window`-sized block (a 'full' convolution).
 
   No bias: BatchNorm follows and would subtract it again.
   """
   return nn.ConvTranspose(features, tuple(window), padding='VALID', use_bias=False,
-                          kernel_init=conv_init(stddev), name=name)
+                          kernel_init=conv_init(stddev), dtype=dtype, name=name)
 
 
 def collapse_conv(features: int, window: Sequence[int], stddev: float,
-                  name: str | None = None) -> nn.Conv:
+                  name: str | None = None, dtype: jnp.dtype = jnp.float32) -> nn.Conv:
   """The last discriminator layer: a `window`-sized block -> 1x..x1 (a 'valid' convolution)."""
   return nn.Conv(features, tuple(window), padding='VALID', kernel_init=conv_init(stddev),
-                 name=name)
+                 dtype=dtype, name=name)
 
 
 SIZE_FIELDS = ('frames', 'size', 'channels', 'width', 'conv_init_stddev', 'batchnorm_scale_stddev',
-               'conv_impl')
+               'conv_impl', 'compute_dtype')
 
 
 class SizedModule(nn.Module):
@@ -199,6 +205,11 @@ class SizedModule(nn.Module):
   conv_init_stddev: float = 0.01
   batchnorm_scale_stddev: float = 0.02
   conv_impl: str = 'auto'
+  compute_dtype: str = 'float32'  # or 'bfloat16': activations and matmuls; params stay float32
+
+  @property
+  def dtype(self) -> jnp.dtype:
+    return jnp.dtype(self.compute_dtype)
 
   @property
   def hidden_widths(self) -> tuple[int, ...]:
@@ -216,14 +227,24 @@ class SizedModule(nn.Module):
   # Layers that BatchNorm follows have no bias: BatchNorm subtracts it again, so its gradient is
   # zero up to rounding, which Adam would blow up into full-size random steps.
   def up_conv(self, features: int, name: str | None = None, use_bias: bool = True) -> UpConv:
-    return UpConv(features, self.conv_init_stddev, self.conv_impl, use_bias, name=name)
+    return UpConv(features, self.conv_init_stddev, self.conv_impl, use_bias, self.dtype, name=name)
 
   def down_conv(self, features: int, name: str | None = None, use_bias: bool = True) -> DownConv:
-    return DownConv(features, self.conv_init_stddev, self.conv_impl, use_bias, name=name)
+    return DownConv(features, self.conv_init_stddev, self.conv_impl, use_bias, self.dtype,
+                    name=name)
 
   def bn_relu(self, x: jax.Array, train: bool) -> jax.Array:
     """BatchNorm then ReLU: what follows every hidden generator layer."""
-    return nn.relu(batch_norm(train, self.batchnorm_scale_stddev)(x))
+    return nn.relu(self.batch_norm(train)(x))
+
+  def batch_norm(self, train: bool, name: str | None = None) -> nn.BatchNorm:
+    return batch_norm(train, self.batchnorm_scale_stddev, name, self.dtype)
+
+  def project_conv(self, features: int, window: Sequence[int]) -> nn.ConvTranspose:
+    return project_conv(features, window, self.conv_init_stddev, dtype=self.dtype)
+
+  def collapse_conv(self, features: int, name: str | None = None) -> nn.Conv:
+    return collapse_conv(features, self.video_window, self.conv_init_stddev, name, self.dtype)
 
 
 leaky_relu = functools.partial(nn.leaky_relu, negative_slope=0.2)
