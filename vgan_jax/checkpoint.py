@@ -109,8 +109,10 @@ def restore(manager: ocp.CheckpointManager, step: int, target: Any,
     restored = manager.restore(step, args=ocp.args.Composite(**{
         STATE: ocp.args.StandardRestore(abstract)}))
   except (ValueError, KeyError, TypeError) as error:  # shapes or tree structure differ
+    # Orbax's message can list the whole tree (tens of kilobytes): its first line says enough.
+    detail = str(error).strip().splitlines()[0][:300] if str(error).strip() else repr(error)
     raise CheckpointMismatchError(
-        f'The checkpoint {where} does not fit the model: {error}') from error
+        f'The checkpoint {where} does not fit the model: {detail}') from error
   return restored[STATE]
 
 
