@@ -4,7 +4,6 @@ checkpoint or from random init on the split(s), and returns and writes top-1 / t
 `sweep(...)` does it over label fractions for both inits and plots Figures 4b and 4c.
 """
 
-import json
 import math
 import os
 
