@@ -11,11 +11,11 @@ import os
 import subprocess
 import sys
 
-import cv2
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import video_files
 
 from data_pipeline import input_pipeline, synthetic
 from vgan_jax import autoencoder, checkpoint, configs, models, parallel
@@ -178,16 +178,6 @@ def _run(*flags):
                         env=dict(os.environ, VGAN_JAX_CACHE=CACHE, PYTHONPATH=REPO))
 
 
-def _mp4_frames(path):
-  capture = cv2.VideoCapture(str(path))
-  frames = []
-  while True:
-    ok, frame = capture.read()
-    if not ok:
-      return np.stack(frames)
-    frames.append(frame)
-
-
 def test_command_trains_fits_and_samples_then_resamples_the_same(tmp_path):
   workdir = tmp_path / 'run'
   result = _run(f'--workdir={workdir}', '--config.num_steps=2',
@@ -200,7 +190,7 @@ def test_command_trains_fits_and_samples_then_resamples_the_same(tmp_path):
   assert sorted(os.listdir(out)) == sorted(
       [f'sample_{i:03d}{s}.{e}' for i in range(3) for s in ('', '_streams') for e in ('mp4', 'gif')]
       + ['grid.mp4', 'grid.gif', 'samples.npz'])
-  assert _mp4_frames(out / 'sample_002.mp4').shape == (16, 64, 64, 3)  # 32x32, enlarged twice
+  assert video_files.read_video_frames(out / 'sample_002.mp4').shape == (16, 64, 64, 3)  # 32x32, enlarged twice
   arrays = np.load(out / 'samples.npz')
   video, mask = arrays['video'], arrays['mask']
   assert arrays['codes'].shape == (3, 100) and video.shape == (3, 16, 32, 32, 3)

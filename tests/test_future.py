@@ -8,6 +8,7 @@ import cv2
 import jax
 import numpy as np
 import pytest
+import video_files
 
 from data_pipeline import synthetic
 from experiments import training
@@ -86,14 +87,8 @@ def test_predict_takes_png_and_jpeg_grey_and_rgba(future_workdir, tmp_path):
   images = [str(tmp_path / name) for name in ('rgba.png', 'grey.jpg', 'deep.png')]
   paths = sampling.predict_future(future_workdir, images, str(tmp_path / 'out'), upscale=2)
   for stem in ('rgba', 'grey', 'deep'):
-    capture = cv2.VideoCapture(str(tmp_path / 'out' / f'{stem}.mp4'))
-    frames = []
-    while True:
-      ok, frame = capture.read()
-      if not ok:
-        break
-      frames.append(frame)
-    assert len(frames) == 16 and frames[0].shape == (64, 64, 3)
+    frames = video_files.read_video_frames(tmp_path / 'out' / f'{stem}.mp4')
+    assert frames.shape == (16, 64, 64, 3)
     assert str(tmp_path / 'out' / f'{stem}_streams.gif') in paths
   arrays = np.load(tmp_path / 'out' / 'predictions.npz')
   assert arrays['images'].shape == (3, 32, 32, 3) and arrays['video'].shape == (3, 16, 32, 32, 3)

@@ -5,35 +5,15 @@ import os
 import subprocess
 import sys
 
-import cv2
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import video_files
 from PIL import Image
 
-from experiments import training
 from vgan_jax import checkpoint, configs, sampling
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-@pytest.fixture(scope='module')
-def gan_workdir(tmp_path_factory):
-  workdir = str(tmp_path_factory.mktemp('gan'))
-  config = configs.get_config('test')
-  config.num_steps = 1
-  training.train_and_evaluate(config, workdir, 'golf')
-  return workdir
-
-
-def _mp4_frames(path):
-  capture = cv2.VideoCapture(str(path))
-  frames = []
-  while True:
-    ok, frame = capture.read()
-    if not ok:
-      return np.stack(frames)
-    frames.append(frame)
 
 
 def test_samples_grid_streams_and_arrays(gan_workdir, tmp_path):
@@ -44,12 +24,12 @@ def test_samples_grid_streams_and_arrays(gan_workdir, tmp_path):
       [f'sample_{i:03d}{s}.{e}' for i in range(3) for s in ('', '_streams') for e in ('mp4', 'gif')]
       + ['grid.mp4', 'grid.gif', 'samples.npz'])
   assert len(paths) == len(os.listdir(out))
-  frames = _mp4_frames(out / 'sample_000.mp4')
+  frames = video_files.read_video_frames(out / 'sample_000.mp4')
   assert frames.shape == (16, 64, 64, 3)  # 16 frames of 32x32, enlarged twice
   gif = Image.open(out / 'sample_000.gif')
   assert gif.size == (64, 64)
   # Streams side by side: background, foreground, mask, video, 1-px borders, enlarged twice.
-  assert _mp4_frames(out / 'sample_001_streams.mp4').shape == (16, 68, 266, 3)
+  assert video_files.read_video_frames(out / 'sample_001_streams.mp4').shape == (16, 68, 266, 3)
 
   arrays = np.load(out / 'samples.npz')
   video, mask = arrays['video'], arrays['mask']

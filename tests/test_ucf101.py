@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from data_pipeline import ucf101
-from experiments import evaluation, training
+from experiments import evaluation
 from vgan_jax import checkpoint, configs
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -24,15 +24,6 @@ def ucf_dir(tmp_path_factory):
   ucf101.write_synthetic_ucf(root, CLASSES, train_per_class=6, test_per_class=3, frames=24,
                              size=32)
   return root
-
-
-@pytest.fixture(scope='module')
-def gan_workdir(tmp_path_factory):
-  workdir = str(tmp_path_factory.mktemp('gan'))
-  config = configs.get_config('test')
-  config.num_steps = 1
-  training.train_and_evaluate(config, workdir, 'golf')
-  return workdir
 
 
 def _config(epochs=10):

@@ -54,3 +54,15 @@ def write_bad_videos(folder):
       'photo.png': 'a still image',
       'photo_named_like_a.mov': 'a single frame: a still image',
   }
+
+
+def read_video_frames(path) -> np.ndarray:
+  """Every frame OpenCV decodes from a video file, BGR uint8 [T, H, W, 3]."""
+  capture = cv2.VideoCapture(str(path))
+  frames = []
+  while True:
+    ok, frame = capture.read()
+    if not ok:
+      capture.release()
+      return np.stack(frames)
+    frames.append(frame)
