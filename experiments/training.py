@@ -116,6 +116,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, scene: s
 
   # --- Compiled functions; samples always start from the same inputs, so grids are comparable.
   step_fn = parallel.jit_step(train_step.make_gan_train_step(gan), mesh)
+  device_batches = parallel.prefetch_to_device(batches, mesh)
   sample_fn = jax.jit(functools.partial(train_step.generate, gan))
   sample_inputs = _sample_inputs(gan, config, scene, data_dir)
   writer = tensorboard.SummaryWriter(workdir) if is_main_process else None
@@ -128,7 +129,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, scene: s
     with StopRequest() as stop, tqdm(total=config.num_steps, initial=start_step, unit='step',
                                      disable=not is_main_process, dynamic_ncols=True) as progress:
       while step < config.num_steps and not stop.requested:
-        state, metrics = step_fn(state, parallel.shard_batch(next(batches), mesh))
+        state, metrics = step_fn(state, next(device_batches))
         step += 1
         pending_metrics.append(metrics)  # device arrays: no wait for the step to finish
         progress.update()

@@ -109,3 +109,11 @@ def test_batch_that_does_not_split_over_devices_is_refused(test_config):
   mesh = parallel.create_mesh(jax.devices()[:2])
   with pytest.raises(ValueError, match='batch_size=5 does not split over 2 devices'):
     parallel.process_batch_size(5, mesh)
+
+
+def test_prefetch_to_device_keeps_order_and_places_batches(test_config):
+  mesh = parallel.create_mesh()
+  batches = [{'video': np.full((2, 1), i, np.uint8)} for i in range(5)]
+  placed = list(parallel.prefetch_to_device(iter(batches), mesh, size=2))
+  assert [int(b['video'][0, 0]) for b in placed] == list(range(5))
+  assert all(b['video'].sharding == parallel.batch_sharded(mesh) for b in placed)

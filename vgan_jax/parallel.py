@@ -6,7 +6,8 @@ Multi-host: call `initialize_distributed()` first on every host; each host then 
 slice of the global batch (`process_batch_size`) and `shard_batch` assembles the global array.
 """
 
-from typing import Callable, Sequence
+import collections
+from typing import Callable, Iterator, Sequence
 
 import jax
 import numpy as np
@@ -51,6 +52,19 @@ def shard_batch(batch: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array
   """This host's slice of the batch (numpy) -> global arrays split over the `data` axis."""
   sharding = batch_sharded(mesh)
   return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, x), batch)
+
+
+def prefetch_to_device(batches: Iterator[dict[str, np.ndarray]], mesh: Mesh,
+                       size: int = 2) -> Iterator[dict[str, jax.Array]]:
+  """`batches` placed on the devices `size` ahead: the copy of the next batches (asynchronous in
+  JAX) overlaps the step running on the current one."""
+  queue = collections.deque()
+  for batch in batches:
+    queue.append(shard_batch(batch, mesh))
+    if len(queue) > size:
+      yield queue.popleft()
+  while queue:
+    yield queue.popleft()
 
 
 def jit_step(step: Callable, mesh: Mesh) -> Callable:
