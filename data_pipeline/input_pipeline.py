@@ -200,3 +200,14 @@ def train_batches(scene: str, data_dir: str | None, *, frames: int, size: int, b
     source = (f'the built-in synthetic {scene!r} scenes (data_pipeline/synthetic.py), since there '
               f'are {looked}')
   return as_batches(dataset, batch_size, paths), source
+
+
+def config_batches(config, scene: str, data_dir: str | None, *, batch_size: int,
+                   global_batch_size: int, start_step: int = 0, process_index: int = 0,
+                   process_count: int = 1) -> tuple[Batches, str]:
+  """`train_batches` with the clip shape, seed and data settings of an experiment config."""
+  return train_batches(scene, data_dir, frames=config.model.frames, size=config.model.size,
+                       batch_size=batch_size, global_batch_size=global_batch_size,
+                       seed=config.seed, start_step=start_step, process_index=process_index,
+                       process_count=process_count, shuffle_buffer=config.data.shuffle_buffer,
+                       synthetic_clips=config.data.synthetic_clips)

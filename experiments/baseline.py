@@ -59,12 +59,10 @@ def _batches_from(config, scene: str, data_dir: str | None):
   """`batches_from(start_step, batch_size)` for autoencoder.train: this host's slice."""
 
   def batches_from(start_step: int, batch_size: int):
-    batches, source = input_pipeline.train_batches(
-        scene, data_dir, frames=config.model.frames, size=config.model.size,
-        batch_size=batch_size, global_batch_size=config.batch_size, seed=config.seed,
+    batches, source = input_pipeline.config_batches(
+        config, scene, data_dir, batch_size=batch_size, global_batch_size=config.batch_size,
         start_step=start_step, process_index=jax.process_index(),
-        process_count=jax.process_count(), shuffle_buffer=config.data.shuffle_buffer,
-        synthetic_clips=config.data.synthetic_clips)
+        process_count=jax.process_count())
     logging.info('Training on %s.', source)
     return batches
 
@@ -95,10 +93,9 @@ def fit_is_done(workdir: str, fit: dict) -> bool:
 def fit_stage(workdir: str, scene: str, data_dir: str | None, fit: dict) -> str:
   """Encodes the first `fit['clips']` training clips, fits the mixture, saves it; its path."""
   config, networks, state = autoencoder.load_model(workdir)
-  batches, source = input_pipeline.train_batches(
-      scene, data_dir, frames=config.model.frames, size=config.model.size,
-      batch_size=config.batch_size, global_batch_size=config.batch_size, seed=config.seed,
-      shuffle_buffer=config.data.shuffle_buffer, synthetic_clips=config.data.synthetic_clips)
+  batches, source = input_pipeline.config_batches(config, scene, data_dir,
+                                                  batch_size=config.batch_size,
+                                                  global_batch_size=config.batch_size)
   logging.info('Encoding %d clips with the autoencoder of step %d; clips from %s.', fit['clips'],
                int(state.step), source)
   try:

@@ -78,10 +78,9 @@ def _sample_inputs(gan: train_state.GAN, config: ml_collections.ConfigDict, scen
   if not gan.conditional:
     return train_step.sample_latents(jax.random.PRNGKey(config.seed + 1), config.num_samples,
                                      config.model.latent_dim)
-  batches, _ = input_pipeline.train_batches(
-      scene, data_dir, frames=config.model.frames, size=config.model.size,
-      batch_size=config.num_samples, global_batch_size=config.num_samples, seed=config.seed,
-      shuffle_buffer=config.data.shuffle_buffer, synthetic_clips=config.data.synthetic_clips)
+  batches, _ = input_pipeline.config_batches(config, scene, data_dir,
+                                             batch_size=config.num_samples,
+                                             global_batch_size=config.num_samples)
   try:
     return jnp.asarray(next(batches)['video'][:, 0])
   finally:
@@ -106,12 +105,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, scene: s
                config.batch_size, start_step, config.num_steps, workdir)
 
   # --- Data: this host's slice of each global batch, from the step we start at.
-  batches, source = input_pipeline.train_batches(
-      scene, data_dir, frames=config.model.frames, size=config.model.size,
-      batch_size=local_batch_size, global_batch_size=config.batch_size, seed=config.seed,
+  batches, source = input_pipeline.config_batches(
+      config, scene, data_dir, batch_size=local_batch_size, global_batch_size=config.batch_size,
       start_step=start_step, process_index=jax.process_index(),
-      process_count=jax.process_count(), shuffle_buffer=config.data.shuffle_buffer,
-      synthetic_clips=config.data.synthetic_clips)
+      process_count=jax.process_count())
   logging.info('Training on %s.', source)
 
   # --- Compiled functions; samples always start from the same inputs, so grids are comparable.
