@@ -97,24 +97,39 @@ def test_discriminator_names_a_wrong_input_shape(test_config):
     discriminator.init(jax.random.PRNGKey(0), jnp.zeros((2, 8, 32, 32, 3)), train=False)
 
 
+@pytest.mark.parametrize('impl', ['decomposed', 'matmul', 'auto'])
 @pytest.mark.parametrize('shape', [(2, 4, 8, 8, 5), (1, 6, 6, 10, 3), (2, 2, 4, 4, 8)])
-def test_decomposed_convolutions_match_xla(shape):
+def test_cpu_convolutions_match_xla(shape, impl):
   """Values and gradients (input and kernel) of the CPU formulations equal XLA's convolutions."""
   keys = jax.random.split(jax.random.PRNGKey(0), 4)
   x = jax.random.normal(keys[0], shape)
   channels = shape[-1]
-  for apply, out_channels in ((layers.up_conv_apply, 7), (layers.down_conv_apply, 6)):
+  # 7 and 2 output channels: `auto` takes its wide and its thin (matmul) path for up-convolutions.
+  for apply, out_channels in ((layers.up_conv_apply, 7), (layers.up_conv_apply, 2),
+                              (layers.down_conv_apply, 6)):
     kernel = jax.random.normal(keys[1], (4, 4, 4, channels, out_channels))
     for inputs, weights in ((x, kernel), (x[:, 0], kernel[0])):  # 3-D and 2-D
       reference = apply(inputs, weights, 'xla')
-      decomposed = apply(inputs, weights, 'decomposed')
-      np.testing.assert_allclose(decomposed, reference, rtol=1e-4, atol=1e-4)
+      got = apply(inputs, weights, impl)
+      np.testing.assert_allclose(got, reference, rtol=1e-4, atol=1e-4)
       cotangent = jax.random.normal(keys[2], reference.shape)
       loss = lambda impl: lambda a, w: jnp.vdot(apply(a, w, impl), cotangent)
       grads_reference = jax.grad(loss('xla'), argnums=(0, 1))(inputs, weights)
-      grads_decomposed = jax.grad(loss('decomposed'), argnums=(0, 1))(inputs, weights)
-      for got, want in zip(grads_decomposed, grads_reference):
+      grads = jax.jit(jax.grad(loss(impl), argnums=(0, 1)))(inputs, weights)
+      for got, want in zip(grads, grads_reference):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-3)
+
+
+def test_space_to_depth_round_trips_and_patches_are_adjoint_to_overlap_add():
+  keys = jax.random.split(jax.random.PRNGKey(1), 2)
+  x = jax.random.normal(keys[0], (2, 4, 6, 8, 3))
+  assert layers.space_to_depth(x).shape == (2, 2, 3, 4, 24)
+  np.testing.assert_array_equal(layers.depth_to_space(layers.space_to_depth(x)), x)
+  # <patches(x), c> = <x, overlap_add(c)>: the pair is a linear map and its transpose.
+  columns = jax.random.normal(keys[1], (2, 2, 3, 4, 64 * 3))
+  assert layers.strided_patches(x).shape == columns.shape
+  np.testing.assert_allclose(jnp.vdot(layers.strided_patches(x), columns),
+                             jnp.vdot(x, layers.overlap_add(columns)), rtol=1e-5)
 
 
 def test_up_and_down_convolutions_double_and_halve():
@@ -124,3 +139,27 @@ def test_up_and_down_convolutions_double_and_halve():
   assert layers.down_conv_apply(x, kernel, 'xla').shape == (1, 2, 3, 4, 3)
   with pytest.raises(ValueError, match='conv_impl'):
     layers.up_conv_apply(x, kernel, 'cudnn')
+
+
+@pytest.mark.parametrize('impl', ['decomposed', 'matmul', 'auto'])
+def test_networks_give_the_same_output_whichever_convolutions_run(test_config, impl):
+  """One set of parameters; the two-stream generator's fused video + mask heads included."""
+  model = test_config.model
+  z = jax.random.normal(jax.random.PRNGKey(0), (2, model.latent_dim))
+
+  def build(build_fn, conv_impl):
+    with model.unlocked():
+      model.conv_impl = conv_impl
+    return build_fn(model)
+
+  variables = build(models.build_generator, 'xla').init(jax.random.PRNGKey(1), z, train=False)
+  reference = build(models.build_generator, 'xla').apply(variables, z, train=False)
+  got = build(models.build_generator, impl).apply(variables, z, train=False)
+  for name in ('video', 'mask', 'background'):
+    np.testing.assert_allclose(getattr(got, name), getattr(reference, name), atol=1e-5)
+  video = jax.random.uniform(jax.random.PRNGKey(2), reference.video.shape, minval=-1.0)
+  d_variables = build(models.build_discriminator, 'xla').init(jax.random.PRNGKey(3), video,
+                                                               train=False)
+  np.testing.assert_allclose(
+      build(models.build_discriminator, impl).apply(d_variables, video, train=False),
+      build(models.build_discriminator, 'xla').apply(d_variables, video, train=False), atol=1e-5)

@@ -16,9 +16,10 @@ WIDTH_MULTIPLIERS = (8, 4, 2, 1)
 SPATIOTEMPORAL_STRIDE = 16
 # How strided 3-D convolutions are computed; the parameters are the same whichever is used.
 #   xla:        XLA's own convolution (cuDNN on GPU).
-#   decomposed: stride-1 / 2-D convolutions that XLA's CPU backend runs well, forward and back.
-#   auto:       decomposed on CPU, xla elsewhere.
-CONV_IMPLS = ('auto', 'xla', 'decomposed')
+#   decomposed: 2-D convolutions over stacked time taps and sub-pixel phases.
+#   matmul:     im2col / col2im around one matmul (best when one side has few channels).
+#   auto:       xla off CPU; on CPU the fastest measured mix per layer (`models/layers.py`).
+CONV_IMPLS = ('auto', 'xla', 'decomposed', 'matmul')
 GENERATOR_INPUTS = ('noise', 'image')
 COMPUTE_DTYPES = ('float32', 'bfloat16')
 RECONSTRUCTION_LOSSES = ('l1', 'l2')

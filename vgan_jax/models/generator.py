@@ -85,9 +85,12 @@ class TwoStreamGenerator(OneStreamGenerator):
   @nn.compact
   def __call__(self, z: jax.Array, train: bool = True) -> GeneratorOutput:
     hidden = VideoTrunk(**self.sizes(), name='trunk')(z, train)
-    foreground = jnp.tanh(
-        self.up_conv(self.channels, 'video')(hidden))
-    mask = nn.sigmoid(self.up_conv(1, 'mask')(hidden))
+    # Both heads as one layer with channels + 1 outputs: the input's side of the work is shared.
+    heads = [self.up_conv(self.channels, 'video')(hidden, params_only=True),
+             self.up_conv(1, 'mask')(hidden, params_only=True)]
+    kernel, bias = (jnp.concatenate(parts, axis=-1) for parts in zip(*heads))
+    both = layers.up_conv_apply(hidden.astype(self.dtype), kernel, self.conv_impl) + bias
+    foreground, mask = jnp.tanh(both[..., :self.channels]), nn.sigmoid(both[..., self.channels:])
     background = ImageGenerator(**self.sizes(), name='background')(z, train)
     # The composition and everything after it (losses, D's input) in float32.
     foreground, mask, background = (x.astype(jnp.float32) for x in (foreground, mask, background))

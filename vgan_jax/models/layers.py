@@ -7,6 +7,7 @@ halves (doubles) every dimension.
 """
 
 import functools
+import itertools
 import math
 from typing import Sequence
 
@@ -61,12 +62,18 @@ def batch_norm(train: bool, scale_stddev: float, name: str | None = None,
                       scale_init=batchnorm_scale_init(scale_stddev), name=name)
 
 
+# On CPU, `auto` computes a transposed convolution with at most this many output channels (the
+# generator's last layers: 3 colours, 1 mask) as one matmul and an overlap-add; XLA's CPU
+# convolutions are ~10x below matmul speed when one side has so few channels.
+THIN_CHANNELS = 16
+
+
 def _resolve(impl: str) -> str:
-  """'auto' -> 'decomposed' on CPU (measured ~25x faster there), XLA's own (cuDNN) elsewhere."""
-  if impl == 'auto':
-    return 'decomposed' if jax.default_backend() == 'cpu' else 'xla'
+  """'auto' -> 'auto' on CPU (a per-layer choice, see below), XLA's own (cuDNN) elsewhere."""
   if impl not in CONV_IMPLS:
     raise ValueError(f'conv_impl={impl!r}: must be one of {", ".join(CONV_IMPLS)}.')
+  if impl == 'auto' and jax.default_backend() != 'cpu':
+    return 'xla'
   return impl
 
 
@@ -120,22 +127,134 @@ def _down_conv_decomposed_3d(x: jax.Array, kernel: jax.Array) -> jax.Array:
   return y.reshape(b, steps, *y.shape[1:])
 
 
+def _block_offsets(ndim: int) -> list[tuple[int, ...]]:
+  return list(itertools.product((0, 1), repeat=ndim))
+
+
+def space_to_depth(x: jax.Array) -> jax.Array:
+  """[B, *D, C] (even D) -> [B, *D/2, 2**n * C]: each 2x..x2 block on channels (offsets major)."""
+  b, *dims, c = x.shape
+  n = len(dims)
+  x = x.reshape(b, *[v for d in dims for v in (d // 2, 2)], c)
+  x = x.transpose(0, *range(1, 2 * n, 2), *range(2, 2 * n + 1, 2), 2 * n + 1)
+  return x.reshape(b, *[d // 2 for d in dims], 2 ** n * c)
+
+
+def depth_to_space(x: jax.Array) -> jax.Array:
+  """The inverse of `space_to_depth`: [B, *D, 2**n * C] -> [B, *2D, C]."""
+  b, *dims, channels = x.shape
+  n = len(dims)
+  x = x.reshape(b, *dims, *(2,) * n, channels // 2 ** n)
+  x = x.transpose(0, *[v for i in range(n) for v in (1 + i, 1 + n + i)], 2 * n + 1)
+  return x.reshape(b, *[2 * d for d in dims], channels // 2 ** n)
+
+
+@jax.custom_vjp
+def strided_patches(x: jax.Array) -> jax.Array:
+  """[B, *D, C] -> [B, *D/2, 4**n * C]: the 4x..x4 window under each output of a stride-2 kernel-4
+  convolution (padding 1), ordered as `_kernel_matrix` orders the kernel (im2col).
+
+  Built as space-to-depth then 2**n shifted slices, a few fused copies; its gradient is
+  `overlap_add` (a custom VJP, as autodiff would write it as 2**n full-size pads and adds).
+  """
+  n = x.ndim - 2
+  blocks = space_to_depth(jnp.pad(x, ((0, 0),) + ((DOWN_PADDING, DOWN_PADDING),) * n + ((0, 0),)))
+  return jnp.concatenate([
+      blocks[(slice(None),) + tuple(slice(a, a + d // 2) for a, d in zip(offsets, x.shape[1:-1]))]
+      for offsets in _block_offsets(n)], axis=-1)
+
+
+@jax.custom_vjp
+def overlap_add(columns: jax.Array) -> jax.Array:
+  """[B, *D, 4**n * C] -> [B, *2D, C]: the adjoint of `strided_patches` (col2im), each window
+  added back where it came from."""
+  b, *half, channels = columns.shape
+  n = len(half)
+  columns = columns.reshape(b, *half, 2 ** n, channels // 2 ** n)
+  blocks = sum(
+      jnp.pad(columns[..., i, :], ((0, 0),) + tuple((a, 1 - a) for a in offsets) + ((0, 0),))
+      for i, offsets in enumerate(_block_offsets(n)))
+  return depth_to_space(blocks)[(slice(None),) + (slice(DOWN_PADDING, -DOWN_PADDING),) * n]
+
+
+strided_patches.defvjp(lambda x: (strided_patches(x), None), lambda _, g: (overlap_add(g),))
+overlap_add.defvjp(lambda c: (overlap_add(c), None), lambda _, g: (strided_patches(g),))
+
+
+def _kernel_matrix(kernel: jax.Array) -> jax.Array:
+  """[4]*n + [C, O] -> [4**n * C, O], rows in `strided_patches` order (tap k = 2 * offset + phase)."""
+  n = kernel.ndim - 2
+  c, o = kernel.shape[-2:]
+  kernel = kernel.reshape(*(2,) * (2 * n), c, o)
+  return kernel.transpose(*range(0, 2 * n, 2), *range(1, 2 * n, 2), 2 * n, 2 * n + 1).reshape(-1, o)
+
+
+def _down_conv_matmul(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  return strided_patches(x) @ _kernel_matrix(kernel)
+
+
+def _up_conv_matmul(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  """Each input position's contribution to its 4x..x4 output window in one matmul, then
+  `overlap_add`. (XLA's transposed convolution is the adjoint of the strided one with the kernel
+  flipped.)"""
+  n = x.ndim - 2
+  flipped = kernel[(slice(None, None, -1),) * n]
+  c, o = kernel.shape[-2:]
+  columns = _kernel_matrix(flipped).reshape(-1, c, o).transpose(1, 0, 2).reshape(c, -1)
+  return overlap_add(x @ columns)
+
+
+def _down_conv_decomposed(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  if x.ndim == 4:
+    return lax.conv_general_dilated(x, kernel, (2, 2), ((DOWN_PADDING, DOWN_PADDING),) * 2,
+                                    dimension_numbers=_dimension_numbers(2))
+  return _down_conv_decomposed_3d(x, kernel)
+
+
+@jax.custom_vjp
+def _down_conv_cpu(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  """The fastest measured CPU pieces of a strided convolution: forward and kernel gradient as
+  2-D convolutions over time taps, input gradient as a matmul and `overlap_add`."""
+  return _down_conv_decomposed(x, kernel)
+
+
+def _down_conv_cpu_backward(residuals, grad):
+  x, kernel = residuals
+  grad_x = overlap_add(grad @ _kernel_matrix(kernel).T)
+  (grad_kernel,) = jax.vjp(lambda k: _down_conv_decomposed(x, k), kernel)[1](grad)
+  return grad_x, grad_kernel
+
+
+_down_conv_cpu.defvjp(lambda x, kernel: (_down_conv_cpu(x, kernel), (x, kernel)),
+                      _down_conv_cpu_backward)
+
+
 def up_conv_apply(x: jax.Array, kernel: jax.Array, impl: str = 'auto') -> jax.Array:
   """Stride-2 kernel-4 transposed convolution (no bias) of 2-D or 3-D input; every dim doubles."""
   ndim = x.ndim - 2
-  if _resolve(impl) == 'xla':
+  impl = _resolve(impl)
+  if impl == 'auto':
+    impl = 'matmul' if kernel.shape[-1] <= THIN_CHANNELS else 'decomposed'
+  if impl == 'xla':
     return lax.conv_transpose(x, kernel, (2,) * ndim, ((UP_PADDING, UP_PADDING),) * ndim,
                               dimension_numbers=_dimension_numbers(ndim))
+  if impl == 'matmul':
+    return _up_conv_matmul(x, kernel)
   return _up_conv_decomposed_3d(x, kernel) if ndim == 3 else _up_conv_phases_2d(x, kernel)
 
 
 def down_conv_apply(x: jax.Array, kernel: jax.Array, impl: str = 'auto') -> jax.Array:
   """Stride-2 kernel-4 convolution (no bias) of 2-D or 3-D input; every dim halves."""
-  ndim = x.ndim - 2
-  if _resolve(impl) == 'xla' or ndim == 2:
+  impl = _resolve(impl)
+  if impl == 'xla':
+    ndim = x.ndim - 2
     return lax.conv_general_dilated(x, kernel, (2,) * ndim, ((DOWN_PADDING, DOWN_PADDING),) * ndim,
                                     dimension_numbers=_dimension_numbers(ndim))
-  return _down_conv_decomposed_3d(x, kernel)
+  if impl == 'matmul':
+    return _down_conv_matmul(x, kernel)
+  if impl == 'auto':
+    return _down_conv_cpu(x, kernel)
+  return _down_conv_decomposed(x, kernel)
 
 
 class _StridedConv(nn.Module):
@@ -161,8 +280,11 @@ class UpConv(_StridedConv):
   """[B, (T,) H, W, C] -> [B, (2T,) 2H, 2W, features]; Torch's ConvTranspose(4, 2, padding=1)."""
 
   @nn.compact
-  def __call__(self, x: jax.Array) -> jax.Array:
+  def __call__(self, x: jax.Array, params_only: bool = False):
+    """`params_only`: (kernel, bias) in the compute dtype, to run several heads as one layer."""
     kernel, bias = self._kernel_and_bias(x, x.shape[-1], self.features)
+    if params_only:
+      return kernel, bias
     return up_conv_apply(x.astype(self.dtype), kernel, self.impl) + bias
 
 
