@@ -1,14 +1,18 @@
 """Speed on this machine: the GAN train step (one D update + one G update), stabilization and the
 input pipeline.
 
-  python -m experiments.benchmark                          # paper at batch 8, tiny at batch 16
+  python -m experiments.benchmark             # tiny at batch 16, paper at 8 and 64 (~5 min, 2 cores)
   python -m experiments.benchmark --runs=paper:64 --steps=5 --only=train
   python -m experiments.benchmark --only=stabilize,pipeline
+  # Side by side with the PyTorch anchor, from an environment that has torch (not a dependency):
+  python -m experiments.benchmark --only=train \
+      --torch_python=/path/to/torch-venv/bin/python --torch_anchor=../shared/bench/torch_vgan_step.py
 
 For each run it prints iterations/s, clips/s, the FLOPs of one iteration from XLA's cost analysis,
-the FLOP/s achieved, and XLA's memory estimate; and, once, an fp32 matmul's FLOP/s as the
-machine's practical peak. Compare with the PyTorch anchor on the same machine right after:
-  python ../shared/bench/torch_vgan_step.py BATCH ITERS SIZE FRAMES WIDTH
+the FLOP/s achieved, XLA's memory estimate and the process's peak resident memory so far (runs go
+smallest first, so it is the run's own); and, once, an fp32 matmul's FLOP/s as the machine's
+practical peak. With --torch_python the anchor script then runs the same sizes in a subprocess,
+and the ratio of clips/s and the anchor's peak memory are printed.
 
 Stabilization: frames/s on one core (what one prepare_data worker does per frame: features,
 matching, RANSAC, warp) for each feature option, at 128x128 (as prepare_data runs it) and at a
@@ -18,8 +22,10 @@ tiny config's 64x64, on 1 and 2 tf.data threads, against bare JPEG decode + resi
 """
 
 import os
+import re
+import resource
+import subprocess
 import tempfile
-
 import time
 
 import jax
@@ -36,9 +42,14 @@ from vgan_jax import configs, parallel, train_state, train_step
 BENCHMARKS = ('train', 'stabilize', 'pipeline')
 _ONLY = flags.DEFINE_list('only', list(BENCHMARKS), f'Which of {", ".join(BENCHMARKS)} to run.')
 
-_RUNS = flags.DEFINE_list('runs', ['paper:8', 'tiny:16'], 'CONFIG:BATCH pairs to time.')
+_RUNS = flags.DEFINE_list('runs', ['tiny:16', 'paper:8', 'paper:64'],
+                          'CONFIG:BATCH pairs to time, smallest first.')
 _STEPS = flags.DEFINE_integer('steps', 3, 'Timed iterations per run (after one warm-up).')
 _CONV_IMPL = flags.DEFINE_string('conv_impl', None, 'Override config.model.conv_impl.')
+_TORCH_PYTHON = flags.DEFINE_string('torch_python', None, 'A Python with PyTorch: also time '
+                                    '--torch_anchor at each size, side by side.')
+_TORCH_ANCHOR = flags.DEFINE_string('torch_anchor', '../shared/bench/torch_vgan_step.py',
+                                    'The PyTorch eager anchor (args: BATCH ITERS SIZE FRAMES WIDTH).')
 _COMPUTE_DTYPE = flags.DEFINE_string('compute_dtype', None, 'Override config.model.compute_dtype '
                                      '(float32, bfloat16).')
 
@@ -89,6 +100,27 @@ def time_train_step(config, steps: int) -> dict[str, float]:
               iterations_per_second=1 / seconds, clips_per_second=config.batch_size / seconds,
               flops_per_iteration=flops, flops_per_second=flops / seconds,
               peak_memory_gib=peak_bytes / 2 ** 30)
+
+
+def peak_rss_gib(children: bool = False) -> float:
+  """Peak resident memory of this process (or of its finished children), GiB (Linux: KiB units)."""
+  who = resource.RUSAGE_CHILDREN if children else resource.RUSAGE_SELF
+  return resource.getrusage(who).ru_maxrss / 2 ** 20
+
+
+def run_torch_anchor(python: str, script: str, config, iterations: int) -> float:
+  """Clips/s of the PyTorch anchor at `config`'s size, run in a subprocess on 2 threads."""
+  if not os.path.exists(script):
+    raise app.UsageError(f'--torch_anchor={script}: no such file.')
+  model = config.model
+  command = [python, script] + [str(v) for v in (config.batch_size, iterations, model.size,
+                                                 model.frames, model.width)]
+  result = subprocess.run(command, capture_output=True, text=True,
+                          env=dict(os.environ, THREADS=os.environ.get('THREADS', '2')))
+  match = re.search(r'([0-9.]+) clips/s', result.stdout)
+  if result.returncode or not match:
+    raise RuntimeError(f'The anchor {" ".join(command)} failed:\n{result.stdout}{result.stderr}')
+  return float(match.group(1))
 
 
 def background_residual(to_first: list[np.ndarray], shake: np.ndarray, size: int) -> float:
@@ -196,16 +228,27 @@ def main(argv):
     run_train_benchmark()
 
 
+def parse_runs(runs: list[str]) -> list[tuple[str, int]]:
+  """['paper:8', ...] -> [('paper', 8), ...]; a malformed entry is a UsageError naming it."""
+  parsed = []
+  for run in runs:
+    name, _, batch = run.partition(':')
+    if name not in configs.CONFIGS or not batch.isdigit() or int(batch) < 1:
+      raise app.UsageError(f'--runs entry {run!r}: expected CONFIG:BATCH with CONFIG one of '
+                           f'{", ".join(configs.CONFIGS)} and BATCH a positive integer.')
+    parsed.append((name, int(batch)))
+  return parsed
+
+
 def run_train_benchmark() -> None:
   common.setup_runtime()
   device = jax.devices()[0]
   print(f'jax {jax.__version__} on {jax.device_count()} x {device.device_kind} ({device.platform})')
   peak = matmul_flops_per_second()
   print(f'fp32 matmul 2048^2: {peak / 1e9:.1f} GFLOP/s (practical peak)')
-  for run in _RUNS.value:
-    name, batch_size = run.split(':')
+  for name, batch_size in parse_runs(_RUNS.value):
     config = configs.get_config(name)
-    config.batch_size = int(batch_size)
+    config.batch_size = batch_size
     if _CONV_IMPL.value:
       config.model.conv_impl = _CONV_IMPL.value
     if _COMPUTE_DTYPE.value:
@@ -218,8 +261,12 @@ def run_train_benchmark() -> None:
           f'{r["iterations_per_second"]:.3f} it/s, {r["clips_per_second"]:.2f} clips/s, '
           f'{r["flops_per_iteration"] / 1e9:.1f} GFLOP/iter, '
           f'{r["flops_per_second"] / 1e9:.1f} GFLOP/s ({r["flops_per_second"] / peak:.0%} of '
-          f'matmul), XLA memory estimate {r["peak_memory_gib"]:.2f} GiB, '
-          f'compile {r["compile_seconds"]:.1f} s')
+          f'matmul), XLA memory estimate {r["peak_memory_gib"]:.2f} GiB, peak RSS '
+          f'{peak_rss_gib():.2f} GiB, compile {r["compile_seconds"]:.1f} s', flush=True)
+    if _TORCH_PYTHON.value:
+      anchor = run_torch_anchor(_TORCH_PYTHON.value, _TORCH_ANCHOR.value, config, _STEPS.value)
+      print(f'  PyTorch anchor: {anchor:.2f} clips/s, peak RSS {peak_rss_gib(children=True):.2f} '
+            f'GiB; JAX / PyTorch = {r["clips_per_second"] / anchor:.2f}x', flush=True)
 
 
 if __name__ == '__main__':

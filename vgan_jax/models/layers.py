@@ -189,8 +189,33 @@ def _kernel_matrix(kernel: jax.Array) -> jax.Array:
   return kernel.transpose(*range(0, 2 * n, 2), *range(1, 2 * n, 2), 2 * n, 2 * n + 1).reshape(-1, o)
 
 
+# The weight gradient of `rows @ weight` contracts over every row: a matmul with a small output and
+# a long inner dimension, which XLA's CPU backend runs on one thread at ~10 GFLOP/s. Split into
+# this many chunks, as a batched matmul and a sum, it runs at matmul speed.
+_WEIGHT_GRADIENT_CHUNKS = 16
+
+
+@jax.custom_vjp
+def rows_matmul(rows: jax.Array, weight: jax.Array) -> jax.Array:
+  """[..., K] @ [K, N] -> [..., N], with a weight gradient that XLA's CPU backend runs fast."""
+  return rows @ weight
+
+
+def _rows_matmul_backward(residuals, grad):
+  rows, weight = residuals
+  k, n = weight.shape
+  flat_rows, flat_grad = rows.reshape(-1, k), grad.reshape(-1, n)
+  chunks = math.gcd(_WEIGHT_GRADIENT_CHUNKS, flat_rows.shape[0])
+  partial = jnp.einsum('rmk,rmn->rkn', flat_rows.reshape(chunks, -1, k),
+                       flat_grad.reshape(chunks, -1, n))
+  return grad @ weight.T, partial.sum(0).astype(weight.dtype)
+
+
+rows_matmul.defvjp(lambda rows, weight: (rows @ weight, (rows, weight)), _rows_matmul_backward)
+
+
 def _down_conv_matmul(x: jax.Array, kernel: jax.Array) -> jax.Array:
-  return strided_patches(x) @ _kernel_matrix(kernel)
+  return rows_matmul(strided_patches(x), _kernel_matrix(kernel))
 
 
 def _up_conv_matmul(x: jax.Array, kernel: jax.Array) -> jax.Array:
@@ -201,7 +226,7 @@ def _up_conv_matmul(x: jax.Array, kernel: jax.Array) -> jax.Array:
   flipped = kernel[(slice(None, None, -1),) * n]
   c, o = kernel.shape[-2:]
   columns = _kernel_matrix(flipped).reshape(-1, c, o).transpose(1, 0, 2).reshape(c, -1)
-  return overlap_add(x @ columns)
+  return overlap_add(rows_matmul(x, columns))
 
 
 def _down_conv_decomposed(x: jax.Array, kernel: jax.Array) -> jax.Array:
@@ -211,22 +236,56 @@ def _down_conv_decomposed(x: jax.Array, kernel: jax.Array) -> jax.Array:
   return _down_conv_decomposed_3d(x, kernel)
 
 
+# XLA's CPU backend computes a convolution's kernel gradient as one convolution whose window spans
+# the whole batch; its speed falls with the batch (measured for D's second layer: ~70 GFLOP/s at
+# 8 clips, ~22 at 32). Summed over slices of this many clips it stays at ~90-110 GFLOP/s.
+# (Unrolled: inside a `lax.scan` loop the same convolution ran 100x slower.)
+KERNEL_GRADIENT_CLIPS = 2
+
+
+def _kernel_gradient(conv, x: jax.Array, kernel: jax.Array, grad: jax.Array) -> jax.Array:
+  """d<conv(x, kernel), grad>/dkernel, summed over slices of `KERNEL_GRADIENT_CLIPS` clips."""
+  clips = math.gcd(x.shape[0], KERNEL_GRADIENT_CLIPS)
+  slices = [slice(start, start + clips) for start in range(0, x.shape[0], clips)]
+  return sum(jax.vjp(lambda k, rows=rows: conv(x[rows], k), kernel)[1](grad[rows])[0]
+             for rows in slices)
+
+
+def _up_conv_decomposed(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  return _up_conv_decomposed_3d(x, kernel) if x.ndim == 5 else _up_conv_phases_2d(x, kernel)
+
+
 @jax.custom_vjp
 def _down_conv_cpu(x: jax.Array, kernel: jax.Array) -> jax.Array:
-  """The fastest measured CPU pieces of a strided convolution: forward and kernel gradient as
-  2-D convolutions over time taps, input gradient as a matmul and `overlap_add`."""
+  """The fastest measured CPU pieces of a strided convolution: forward as 2-D convolutions over
+  time taps, input gradient as a matmul and `overlap_add`, kernel gradient in slices of clips."""
   return _down_conv_decomposed(x, kernel)
 
 
 def _down_conv_cpu_backward(residuals, grad):
   x, kernel = residuals
-  grad_x = overlap_add(grad @ _kernel_matrix(kernel).T)
-  (grad_kernel,) = jax.vjp(lambda k: _down_conv_decomposed(x, k), kernel)[1](grad)
-  return grad_x, grad_kernel
+  grad_x = overlap_add(grad @ _kernel_matrix(kernel).T.astype(grad.dtype))
+  return grad_x, _kernel_gradient(_down_conv_decomposed, x, kernel, grad)
 
 
 _down_conv_cpu.defvjp(lambda x, kernel: (_down_conv_cpu(x, kernel), (x, kernel)),
                       _down_conv_cpu_backward)
+
+
+@jax.custom_vjp
+def _up_conv_cpu(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  """A wide transposed convolution on CPU: sub-pixel phases, kernel gradient in slices of clips."""
+  return _up_conv_decomposed(x, kernel)
+
+
+def _up_conv_cpu_backward(residuals, grad):
+  x, kernel = residuals
+  (grad_x,) = jax.vjp(lambda a: _up_conv_decomposed(a, kernel), x)[1](grad)
+  return grad_x, _kernel_gradient(_up_conv_decomposed, x, kernel, grad)
+
+
+_up_conv_cpu.defvjp(lambda x, kernel: (_up_conv_cpu(x, kernel), (x, kernel)),
+                    _up_conv_cpu_backward)
 
 
 def up_conv_apply(x: jax.Array, kernel: jax.Array, impl: str = 'auto') -> jax.Array:
@@ -234,13 +293,14 @@ def up_conv_apply(x: jax.Array, kernel: jax.Array, impl: str = 'auto') -> jax.Ar
   ndim = x.ndim - 2
   impl = _resolve(impl)
   if impl == 'auto':
-    impl = 'matmul' if kernel.shape[-1] <= THIN_CHANNELS else 'decomposed'
+    return (_up_conv_matmul(x, kernel) if kernel.shape[-1] <= THIN_CHANNELS
+            else _up_conv_cpu(x, kernel))
   if impl == 'xla':
     return lax.conv_transpose(x, kernel, (2,) * ndim, ((UP_PADDING, UP_PADDING),) * ndim,
                               dimension_numbers=_dimension_numbers(ndim))
   if impl == 'matmul':
     return _up_conv_matmul(x, kernel)
-  return _up_conv_decomposed_3d(x, kernel) if ndim == 3 else _up_conv_phases_2d(x, kernel)
+  return _up_conv_decomposed(x, kernel)
 
 
 def down_conv_apply(x: jax.Array, kernel: jax.Array, impl: str = 'auto') -> jax.Array:

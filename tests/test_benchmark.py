@@ -1,0 +1,50 @@
+"""The benchmark command: it times a shrunk step, runs an anchor side by side, refuses bad runs.
+
+Run by subprocess: the benchmark is an absl entry module with its own flags.
+"""
+
+import os
+import re
+import subprocess
+import sys
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# Stands in for ../shared/bench/torch_vgan_step.py: checks the arguments it gets, prints its line.
+FAKE_ANCHOR = '''import sys
+batch, iters, size, frames, width = map(int, sys.argv[1:])
+assert (batch, size, frames, width) == (2, 32, 16, 4), sys.argv
+print(f"torch fake threads=2 B={batch}: 0.100 s/iter, 20.00 clips/s")
+'''
+
+
+def _benchmark(tmp_path, *flags):
+  return subprocess.run([sys.executable, '-m', 'experiments.benchmark', '--only=train', *flags],
+                        cwd=REPO, capture_output=True, text=True,
+                        env=dict(os.environ, VGAN_JAX_CACHE=str(tmp_path / 'cache'),
+                                 PYTHONPATH=REPO))
+
+
+def test_benchmark_times_the_step_and_compares_with_the_anchor(tmp_path):
+  anchor = tmp_path / 'anchor.py'
+  anchor.write_text(FAKE_ANCHOR)
+  result = _benchmark(tmp_path, '--runs=test:2', '--steps=1', f'--torch_python={sys.executable}',
+                      f'--torch_anchor={anchor}')
+  assert result.returncode == 0, result.stderr[-3000:]
+  out = result.stdout
+  assert re.search(r'fp32 matmul 2048\^2: [0-9.]+ GFLOP/s', out)
+  line = re.search(r'test B=2 16x32x32 width=4 conv_impl=auto float32: ([0-9.]+) it/s, '
+                   r'([0-9.]+) clips/s, ([0-9.]+) GFLOP/iter, ([0-9.]+) GFLOP/s', out)
+  assert line, out
+  iterations, clips, gflop, gflops = map(float, line.groups())
+  assert clips > 0 and gflop > 0 and gflops > 0
+  assert abs(clips - 2 * iterations) <= 0.02 * clips + 0.01  # 2 clips per iteration
+  ratio = float(re.search(r'PyTorch anchor: 20.00 clips/s.*JAX / PyTorch = ([0-9.]+)x',
+                          out).group(1))
+  assert abs(ratio - clips / 20) <= 0.01
+
+
+def test_benchmark_names_a_malformed_run(tmp_path):
+  result = _benchmark(tmp_path, '--runs=paper:eight')
+  assert result.returncode != 0
+  assert "--runs entry 'paper:eight': expected CONFIG:BATCH" in result.stderr
