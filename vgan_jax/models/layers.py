@@ -240,12 +240,18 @@ def _down_conv_decomposed(x: jax.Array, kernel: jax.Array) -> jax.Array:
 # the whole batch; its speed falls with the batch (measured for D's second layer: ~70 GFLOP/s at
 # 8 clips, ~22 at 32). Summed over slices of this many clips it stays at ~90-110 GFLOP/s.
 # (Unrolled: inside a `lax.scan` loop the same convolution ran 100x slower.)
+# At most this many slices, though: each is unrolled into the program, and compile time grows.
 KERNEL_GRADIENT_CLIPS = 2
+KERNEL_GRADIENT_MAX_SLICES = 16
 
 
 def _kernel_gradient(conv, x: jax.Array, kernel: jax.Array, grad: jax.Array) -> jax.Array:
-  """d<conv(x, kernel), grad>/dkernel, summed over slices of `KERNEL_GRADIENT_CLIPS` clips."""
-  clips = math.gcd(x.shape[0], KERNEL_GRADIENT_CLIPS)
+  """d<conv(x, kernel), grad>/dkernel, summed over slices of `KERNEL_GRADIENT_CLIPS` clips (more
+  for a batch of over `KERNEL_GRADIENT_MAX_SLICES` slices)."""
+  clips = KERNEL_GRADIENT_CLIPS
+  while x.shape[0] > clips * KERNEL_GRADIENT_MAX_SLICES:
+    clips *= 2
+  clips = math.gcd(x.shape[0], clips)
   slices = [slice(start, start + clips) for start in range(0, x.shape[0], clips)]
   return sum(jax.vjp(lambda k, rows=rows: conv(x[rows], k), kernel)[1](grad[rows])[0]
              for rows in slices)
