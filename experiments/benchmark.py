@@ -21,6 +21,7 @@ source resolution, with the residual background motion against the known jitter 
 tiny config's 64x64, on 1 and 2 tf.data threads, against bare JPEG decode + resize on one thread.
 """
 
+import math
 import os
 import re
 import resource
@@ -40,7 +41,8 @@ _ONLY = flags.DEFINE_list('only', list(BENCHMARKS), f'Which of {", ".join(BENCHM
 
 _RUNS = flags.DEFINE_list('runs', ['tiny:16', 'paper:8', 'paper:64'],
                           'CONFIG:BATCH pairs to time, smallest first.')
-_STEPS = flags.DEFINE_integer('steps', 3, 'Timed iterations per run (after one warm-up).')
+_STEPS = flags.DEFINE_integer('steps', 3, 'Timed iterations per run, at least (after one '
+                             'warm-up; more if they take under 3 s). The anchor runs as many.')
 _CONV_IMPL = flags.DEFINE_string('conv_impl', None, 'Override config.model.conv_impl.')
 _TORCH_PYTHON = flags.DEFINE_string('torch_python', None, 'A Python with PyTorch: also time '
                                     '--torch_anchor at each size, side by side.')
@@ -48,6 +50,9 @@ _TORCH_ANCHOR = flags.DEFINE_string('torch_anchor', '../shared/bench/torch_vgan_
                                     'The PyTorch eager anchor (args: BATCH ITERS SIZE FRAMES WIDTH).')
 _COMPUTE_DTYPE = flags.DEFINE_string('compute_dtype', None, 'Override config.model.compute_dtype '
                                      '(float32, bfloat16).')
+
+
+MIN_TIMED_SECONDS = 3.0
 
 
 def matmul_flops_per_second(size: int = 2048, repeats: int = 5) -> float:
@@ -80,8 +85,11 @@ def time_train_step(config, steps: int) -> dict[str, float]:
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost
   memory = compiled.memory_analysis()
 
+  start = time.perf_counter()
   state, metrics = compiled(state, batch)  # warm-up
   jax.block_until_ready(metrics)
+  # At least ~3 s of timed steps, so that a fast (tiny) run is not one noisy sample.
+  steps = max(steps, math.ceil(MIN_TIMED_SECONDS / (time.perf_counter() - start)))
   start = time.perf_counter()
   for _ in range(steps):
     state, metrics = compiled(state, batch)
@@ -92,47 +100,38 @@ def time_train_step(config, steps: int) -> dict[str, float]:
   if memory is not None:
     peak_bytes = (memory.temp_size_in_bytes + memory.argument_size_in_bytes +
                   memory.output_size_in_bytes - memory.alias_size_in_bytes)
-  return dict(compile_seconds=compile_seconds, seconds_per_iteration=seconds,
+  return dict(steps=steps, compile_seconds=compile_seconds, seconds_per_iteration=seconds,
               iterations_per_second=1 / seconds, clips_per_second=config.batch_size / seconds,
               flops_per_iteration=flops, flops_per_second=flops / seconds,
               peak_memory_gib=peak_bytes / 2 ** 30)
 
 
-def peak_rss_gib(children: bool = False) -> float:
-  """Peak resident memory of this process (or of its finished children), GiB (Linux: KiB units)."""
-  who = resource.RUSAGE_CHILDREN if children else resource.RUSAGE_SELF
-  return resource.getrusage(who).ru_maxrss / 2 ** 20
+def peak_rss_gib() -> float:
+  """Peak resident memory of this process so far, GiB (Linux reports KiB)."""
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20
 
 
-def run_torch_anchor(python: str, script: str, config, iterations: int) -> float:
-  """Clips/s of the PyTorch anchor at `config`'s size, run in a subprocess on 2 threads."""
+# Runs the anchor script and prints its own peak memory: the child's rusage, read from outside,
+# also counts the parent's pages from before the exec.
+_ANCHOR_WRAPPER = ('import resource, runpy, sys; sys.argv = sys.argv[1:]; '
+                   'runpy.run_path(sys.argv[0], run_name="__main__"); '
+                   'print("peak_rss_kib", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)')
+
+
+def run_torch_anchor(python: str, script: str, config, iterations: int) -> tuple[float, float]:
+  """(clips/s, peak RSS GiB) of the PyTorch anchor at `config`'s size, in a subprocess."""
   if not os.path.exists(script):
     raise app.UsageError(f'--torch_anchor={script}: no such file.')
   model = config.model
-  command = [python, script] + [str(v) for v in (config.batch_size, iterations, model.size,
-                                                 model.frames, model.width)]
+  command = [python, '-c', _ANCHOR_WRAPPER, script] + [
+      str(v) for v in (config.batch_size, iterations, model.size, model.frames, model.width)]
   result = subprocess.run(command, capture_output=True, text=True,
                           env=dict(os.environ, THREADS=os.environ.get('THREADS', '2')))
-  match = re.search(r'([0-9.]+) clips/s', result.stdout)
-  if result.returncode or not match:
-    raise RuntimeError(f'The anchor {" ".join(command)} failed:\n{result.stdout}{result.stderr}')
-  return float(match.group(1))
-
-
-def main(argv):
-  del argv
-  unknown = set(_ONLY.value) - set(BENCHMARKS)
-  if unknown:
-    raise app.UsageError(f'--only takes {", ".join(BENCHMARKS)}; got {", ".join(unknown)}.')
-  if {'stabilize', 'pipeline'} & set(_ONLY.value):
-    # Imported here: TensorFlow would otherwise count in the train step's peak memory.
-    from experiments import data_benchmarks  # pylint: disable=g-import-not-at-top
-    if 'stabilize' in _ONLY.value:
-      data_benchmarks.run_stabilization_benchmark()
-    if 'pipeline' in _ONLY.value:
-      data_benchmarks.run_pipeline_benchmark()
-  if 'train' in _ONLY.value:
-    run_train_benchmark()
+  clips = re.search(r'([0-9.]+) clips/s', result.stdout)
+  rss = re.search(r'peak_rss_kib (\d+)', result.stdout)
+  if result.returncode or not clips or not rss:
+    raise RuntimeError(f'The anchor {script} failed:\n{result.stdout}{result.stderr}')
+  return float(clips.group(1)), int(rss.group(1)) / 2 ** 20
 
 
 def parse_runs(runs: list[str]) -> list[tuple[str, int]]:
@@ -171,9 +170,10 @@ def run_train_benchmark() -> None:
           f'matmul), XLA memory estimate {r["peak_memory_gib"]:.2f} GiB, peak RSS '
           f'{peak_rss_gib():.2f} GiB, compile {r["compile_seconds"]:.1f} s', flush=True)
     if _TORCH_PYTHON.value:
-      anchor = run_torch_anchor(_TORCH_PYTHON.value, _TORCH_ANCHOR.value, config, _STEPS.value)
-      print(f'  PyTorch anchor: {anchor:.2f} clips/s, peak RSS {peak_rss_gib(children=True):.2f} '
-            f'GiB; JAX / PyTorch = {r["clips_per_second"] / anchor:.2f}x', flush=True)
+      anchor, anchor_rss = run_torch_anchor(_TORCH_PYTHON.value, _TORCH_ANCHOR.value, config,
+                                            r['steps'])
+      print(f'  PyTorch anchor: {anchor:.2f} clips/s, peak RSS {anchor_rss:.2f} GiB; '
+            f'JAX / PyTorch = {r["clips_per_second"] / anchor:.2f}x', flush=True)
 
 
 if __name__ == '__main__':

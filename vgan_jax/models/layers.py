@@ -242,7 +242,7 @@ def _down_conv_decomposed(x: jax.Array, kernel: jax.Array) -> jax.Array:
 # (Unrolled: inside a `lax.scan` loop the same convolution ran 100x slower.)
 # At most this many slices, though: each is unrolled into the program, and compile time grows.
 KERNEL_GRADIENT_CLIPS = 2
-KERNEL_GRADIENT_MAX_SLICES = 16
+KERNEL_GRADIENT_MAX_SLICES = 32
 
 
 def _kernel_gradient(conv, x: jax.Array, kernel: jax.Array, grad: jax.Array) -> jax.Array:
