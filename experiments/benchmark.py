@@ -176,5 +176,21 @@ def run_train_benchmark() -> None:
             f'JAX / PyTorch = {r["clips_per_second"] / anchor:.2f}x', flush=True)
 
 
+def main(argv):
+  del argv
+  unknown = set(_ONLY.value) - set(BENCHMARKS)
+  if unknown:
+    raise app.UsageError(f'--only takes {", ".join(BENCHMARKS)}; got {", ".join(unknown)}.')
+  if {'stabilize', 'pipeline'} & set(_ONLY.value):
+    # Imported here: TensorFlow would otherwise count in the train step's peak memory.
+    from experiments import data_benchmarks  # pylint: disable=g-import-not-at-top
+    if 'stabilize' in _ONLY.value:
+      data_benchmarks.run_stabilization_benchmark()
+    if 'pipeline' in _ONLY.value:
+      data_benchmarks.run_pipeline_benchmark()
+  if 'train' in _ONLY.value:
+    run_train_benchmark()
+
+
 if __name__ == '__main__':
   app.run(main)
