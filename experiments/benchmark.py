@@ -111,11 +111,12 @@ def peak_rss_gib() -> float:
   return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20
 
 
-# Runs the anchor script and prints its own peak memory: the child's rusage, read from outside,
-# also counts the parent's pages from before the exec.
-_ANCHOR_WRAPPER = ('import resource, runpy, sys; sys.argv = sys.argv[1:]; '
+# Runs the anchor script, then prints its peak memory: VmHWM, the high-water mark of its own address
+# space. (Its rusage would also count the parent's pages from before the exec.)
+_ANCHOR_WRAPPER = ('import re, runpy, sys; sys.argv = sys.argv[1:]; '
                    'runpy.run_path(sys.argv[0], run_name="__main__"); '
-                   'print("peak_rss_kib", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)')
+                   'print("peak_rss_kib", re.search(r"VmHWM:\\s*(\\d+)", '
+                   'open("/proc/self/status").read()).group(1))')
 
 
 def run_torch_anchor(python: str, script: str, config, iterations: int) -> tuple[float, float]:
@@ -147,7 +148,8 @@ def parse_runs(runs: list[str]) -> list[tuple[str, int]]:
 
 
 def run_train_benchmark() -> None:
-  common.setup_runtime()
+  # No persistent cache: compile time is one of the figures (and see `setup_runtime`).
+  common.setup_runtime(persistent_cache=False)
   device = jax.devices()[0]
   print(f'jax {jax.__version__} on {jax.device_count()} x {device.device_kind} ({device.platform})')
   peak = matmul_flops_per_second()

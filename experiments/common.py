@@ -54,11 +54,15 @@ class _DropLibraryInfo(python_logging.Filter):
     return record.levelno >= python_logging.WARNING or '/orbax/' not in record.pathname
 
 
-def setup_runtime(cache_dir: str | None = None) -> None:
+def setup_runtime(cache_dir: str | None = None, persistent_cache: bool = True) -> None:
   """Persistent XLA compilation cache (a restart skips the compile: ~20 s on a 2-core CPU) in
-  `cache_dir`, $VGAN_JAX_CACHE or ~/.cache/vgan_jax; and quieter library logs."""
+  `cache_dir`, $VGAN_JAX_CACHE or ~/.cache/vgan_jax (VGAN_JAX_CACHE=off: none); and quieter
+  library logs."""
   cache_dir = cache_dir or os.environ.get('VGAN_JAX_CACHE') or os.path.join(
       os.path.expanduser('~'), '.cache', 'vgan_jax', 'xla')
-  jax.config.update('jax_compilation_cache_dir', cache_dir)
-  jax.config.update('jax_persistent_cache_min_compile_time_secs', 1.0)
+  # jax 0.10.2's CPU client crashed (SIGSEGV) loading the cached paper-size batch-64 train step;
+  # smaller programs load fine. `off` is the way out until that is fixed upstream.
+  if persistent_cache and cache_dir != 'off':
+    jax.config.update('jax_compilation_cache_dir', cache_dir)
+    jax.config.update('jax_persistent_cache_min_compile_time_secs', 1.0)
   python_logging.getLogger('absl').addFilter(_DropLibraryInfo())
