@@ -121,8 +121,6 @@ _ANCHOR_WRAPPER = ('import re, runpy, sys; sys.argv = sys.argv[1:]; '
 
 def run_torch_anchor(python: str, script: str, config, iterations: int) -> tuple[float, float]:
   """(clips/s, peak RSS GiB) of the PyTorch anchor at `config`'s size, in a subprocess."""
-  if not os.path.exists(script):
-    raise app.UsageError(f'--torch_anchor={script}: no such file.')
   model = config.model
   command = [python, '-c', _ANCHOR_WRAPPER, script] + [
       str(v) for v in (config.batch_size, iterations, model.size, model.frames, model.width)]
@@ -148,13 +146,16 @@ def parse_runs(runs: list[str]) -> list[tuple[str, int]]:
 
 
 def run_train_benchmark() -> None:
+  runs = parse_runs(_RUNS.value)  # bad flags fail before anything is timed
+  if _TORCH_PYTHON.value and not os.path.exists(_TORCH_ANCHOR.value):
+    raise app.UsageError(f'--torch_anchor={_TORCH_ANCHOR.value}: no such file.')
   # No persistent cache: compile time is one of the figures (and see `setup_runtime`).
   common.setup_runtime(persistent_cache=False)
   device = jax.devices()[0]
   print(f'jax {jax.__version__} on {jax.device_count()} x {device.device_kind} ({device.platform})')
   peak = matmul_flops_per_second()
   print(f'fp32 matmul 2048^2: {peak / 1e9:.1f} GFLOP/s (practical peak)')
-  for name, batch_size in parse_runs(_RUNS.value):
+  for name, batch_size in runs:
     config = configs.get_config(name)
     config.batch_size = batch_size
     if _CONV_IMPL.value:

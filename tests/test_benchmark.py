@@ -47,7 +47,12 @@ def test_benchmark_times_the_step_and_compares_with_the_anchor(tmp_path):
   assert abs(ratio - clips / 20) <= 0.01
 
 
-def test_benchmark_names_a_malformed_run(tmp_path):
+def test_benchmark_names_a_malformed_run_and_a_missing_anchor(tmp_path):
   result = _benchmark(tmp_path, '--runs=paper:eight')
   assert result.returncode != 0
   assert "--runs entry 'paper:eight': expected CONFIG:BATCH" in result.stderr
+  result = _benchmark(tmp_path, '--runs=test:2', f'--torch_python={sys.executable}',
+                      f'--torch_anchor={tmp_path}/missing.py')
+  assert result.returncode != 0
+  assert f'--torch_anchor={tmp_path}/missing.py: no such file.' in result.stderr
+  assert 'clips/s' not in result.stdout  # refused before timing anything
