@@ -82,6 +82,24 @@ def _dimension_numbers(ndim: int) -> tuple[str, str, str]:
   return (f'N{spatial}C', f'{spatial}IO', f'N{spatial}C')
 
 
+def space_to_depth(x: jax.Array) -> jax.Array:
+  """[B, *D, C] (even D) -> [B, *D/2, 2**n * C]: each 2x..x2 block on channels (offsets major)."""
+  b, *dims, c = x.shape
+  n = len(dims)
+  x = x.reshape(b, *[v for d in dims for v in (d // 2, 2)], c)
+  x = x.transpose(0, *range(1, 2 * n, 2), *range(2, 2 * n + 1, 2), 2 * n + 1)
+  return x.reshape(b, *[d // 2 for d in dims], 2 ** n * c)
+
+
+def depth_to_space(x: jax.Array) -> jax.Array:
+  """The inverse of `space_to_depth`: [B, *D, 2**n * C] -> [B, *2D, C]."""
+  b, *dims, channels = x.shape
+  n = len(dims)
+  x = x.reshape(b, *dims, *(2,) * n, channels // 2 ** n)
+  x = x.transpose(0, *[v for i in range(n) for v in (1 + i, 1 + n + i)], 2 * n + 1)
+  return x.reshape(b, *[2 * d for d in dims], channels // 2 ** n)
+
+
 def _up_conv_phases_2d(x: jax.Array, kernel: jax.Array) -> jax.Array:
   """[N, H, W, C] -> [N, 2H, 2W, O]: the stride-2 transposed convolution as 4 stride-1 2x2 ones.
 
@@ -89,15 +107,13 @@ def _up_conv_phases_2d(x: jax.Array, kernel: jax.Array) -> jax.Array:
   p + 2 (`kernel[p::2]`): one small dense convolution per output phase, then depth-to-space.
   No dilated convolution is left, which XLA's CPU backend runs slowly (its backward above all).
   """
-  n, h, w, _ = x.shape
   phases = []
   for ph in (0, 1):
     for pw in (0, 1):
       padding = ((1 - ph, ph), (1 - pw, pw))
       phases.append(lax.conv_general_dilated(x, kernel[ph::2, pw::2], (1, 1), padding,
                                              dimension_numbers=_dimension_numbers(2)))
-  y = jnp.stack(phases, axis=3).reshape(n, h, w, 2, 2, -1)  # [N, H, W, ph, pw, O]
-  return y.transpose(0, 1, 3, 2, 4, 5).reshape(n, 2 * h, 2 * w, -1)
+  return depth_to_space(jnp.concatenate(phases, axis=-1))  # phases (ph, pw) major, O minor
 
 
 def _up_conv_decomposed_3d(x: jax.Array, kernel: jax.Array) -> jax.Array:
@@ -129,24 +145,6 @@ def _down_conv_decomposed_3d(x: jax.Array, kernel: jax.Array) -> jax.Array:
 
 def _block_offsets(ndim: int) -> list[tuple[int, ...]]:
   return list(itertools.product((0, 1), repeat=ndim))
-
-
-def space_to_depth(x: jax.Array) -> jax.Array:
-  """[B, *D, C] (even D) -> [B, *D/2, 2**n * C]: each 2x..x2 block on channels (offsets major)."""
-  b, *dims, c = x.shape
-  n = len(dims)
-  x = x.reshape(b, *[v for d in dims for v in (d // 2, 2)], c)
-  x = x.transpose(0, *range(1, 2 * n, 2), *range(2, 2 * n + 1, 2), 2 * n + 1)
-  return x.reshape(b, *[d // 2 for d in dims], 2 ** n * c)
-
-
-def depth_to_space(x: jax.Array) -> jax.Array:
-  """The inverse of `space_to_depth`: [B, *D, 2**n * C] -> [B, *2D, C]."""
-  b, *dims, channels = x.shape
-  n = len(dims)
-  x = x.reshape(b, *dims, *(2,) * n, channels // 2 ** n)
-  x = x.transpose(0, *[v for i in range(n) for v in (1 + i, 1 + n + i)], 2 * n + 1)
-  return x.reshape(b, *[2 * d for d in dims], channels // 2 ** n)
 
 
 @jax.custom_vjp
