@@ -97,12 +97,17 @@ def test_discriminator_names_a_wrong_input_shape(test_config):
     discriminator.init(jax.random.PRNGKey(0), jnp.zeros((2, 8, 32, 32, 3)), train=False)
 
 
-@pytest.mark.parametrize('impl', ['decomposed', 'matmul', 'auto'])
+# 'chunked': im2col / col2im temporaries built one clip at a time (`lax.map` over clips), as a
+# large batch does.
+@pytest.mark.parametrize('impl', ['decomposed', 'matmul', 'auto', 'auto-chunked', 'matmul-chunked'])
 # Batches of 5 and 6: `auto` sums kernel gradients over several slices of clips.
 @pytest.mark.parametrize('shape', [(2, 4, 8, 8, 5), (1, 6, 6, 10, 3), (5, 2, 4, 4, 8),
                                    (6, 2, 4, 6, 3)])
-def test_cpu_convolutions_match_xla(shape, impl):
+def test_cpu_convolutions_match_xla(shape, impl, monkeypatch):
   """Values and gradients (input and kernel) of the CPU formulations equal XLA's convolutions."""
+  impl, chunked = impl.removesuffix('-chunked'), impl.endswith('-chunked')
+  if chunked:
+    monkeypatch.setattr(layers, 'CHUNK_BYTES', 1)
   keys = jax.random.split(jax.random.PRNGKey(0), 4)
   x = jax.random.normal(keys[0], shape)
   channels = shape[-1]

@@ -9,16 +9,19 @@ import jax.numpy as jnp
 import optax
 
 
+def cross_entropy_to(logits: jax.Array, label: float) -> jax.Array:
+  """Mean cross entropy of sigmoid(logits) against one label for the whole batch (1 real, 0 fake)."""
+  return optax.sigmoid_binary_cross_entropy(logits, jnp.full_like(logits, label)).mean()
+
+
 def discriminator_loss(real_logits: jax.Array, fake_logits: jax.Array) -> jax.Array:
   """-log D(x) - log(1 - D(G(z))), each averaged over its batch: real labelled 1, fake 0."""
-  real = optax.sigmoid_binary_cross_entropy(real_logits, jnp.ones_like(real_logits))
-  fake = optax.sigmoid_binary_cross_entropy(fake_logits, jnp.zeros_like(fake_logits))
-  return real.mean() + fake.mean()
+  return cross_entropy_to(real_logits, 1.0) + cross_entropy_to(fake_logits, 0.0)
 
 
 def generator_loss(fake_logits: jax.Array) -> jax.Array:
   """The non-saturating generator loss -log D(G(z)) (fakes labelled real), as the authors' code."""
-  return optax.sigmoid_binary_cross_entropy(fake_logits, jnp.ones_like(fake_logits)).mean()
+  return cross_entropy_to(fake_logits, 1.0)
 
 
 def reconstruction_loss(predicted: jax.Array, target: jax.Array, kind: str = 'l1') -> jax.Array:

@@ -199,14 +199,18 @@ def rows_matmul(rows: jax.Array, weight: jax.Array) -> jax.Array:
   return rows @ weight
 
 
-def _rows_matmul_backward(residuals, grad):
-  rows, weight = residuals
-  k, n = weight.shape
+def _weight_gradient(rows: jax.Array, grad: jax.Array) -> jax.Array:
+  """rows^T @ grad over every row ([..., K], [..., N] -> [K, N]) as a batched matmul and a sum."""
+  k, n = rows.shape[-1], grad.shape[-1]
   flat_rows, flat_grad = rows.reshape(-1, k), grad.reshape(-1, n)
   chunks = math.gcd(_WEIGHT_GRADIENT_CHUNKS, flat_rows.shape[0])
-  partial = jnp.einsum('rmk,rmn->rkn', flat_rows.reshape(chunks, -1, k),
-                       flat_grad.reshape(chunks, -1, n))
-  return grad @ weight.T, partial.sum(0).astype(weight.dtype)
+  return jnp.einsum('rmk,rmn->rkn', flat_rows.reshape(chunks, -1, k),
+                    flat_grad.reshape(chunks, -1, n)).sum(0)
+
+
+def _rows_matmul_backward(residuals, grad):
+  rows, weight = residuals
+  return grad @ weight.T, _weight_gradient(rows, grad).astype(weight.dtype)
 
 
 rows_matmul.defvjp(lambda rows, weight: (rows @ weight, (rows, weight)), _rows_matmul_backward)
@@ -216,15 +220,97 @@ def _down_conv_matmul(x: jax.Array, kernel: jax.Array) -> jax.Array:
   return rows_matmul(strided_patches(x), _kernel_matrix(kernel))
 
 
-def _up_conv_matmul(x: jax.Array, kernel: jax.Array) -> jax.Array:
-  """Each input position's contribution to its 4x..x4 output window in one matmul, then
-  `overlap_add`. (XLA's transposed convolution is the adjoint of the strided one with the kernel
-  flipped.)"""
-  n = x.ndim - 2
+# im2col / col2im temporaries are 4**n / 2**n = 8x the size of the layer's input (or output
+# gradient): 2 GiB for D's second layer at batch 64. Over this many bytes they are built a few clips
+# at a time inside `lax.map`, which bounds memory and also runs faster (the chunks stay in cache).
+# (XLA's CPU backend runs matmuls in a loop at full speed, not convolutions: those stay unrolled.)
+CHUNK_BYTES = 128 * 2 ** 20
+
+
+def _clips_per_chunk(batch: int, bytes_per_clip: int) -> int:
+  """The largest divisor of `batch` whose temporaries fit in `CHUNK_BYTES` (at least 1 clip)."""
+  fit = max(1, CHUNK_BYTES // max(1, bytes_per_clip))
+  return max(d for d in range(1, min(fit, batch) + 1) if batch % d == 0)
+
+
+def map_clip_chunks(fn, arrays: Sequence[jax.Array], bytes_per_clip: int):
+  """`fn(*arrays)` computed on chunks of clips (the leading axis) and stacked: each output gets a
+  leading chunk axis, [chunks, ...] (one chunk, unlooped, when the whole batch fits)."""
+  batch = arrays[0].shape[0]
+  clips = _clips_per_chunk(batch, bytes_per_clip)
+  if clips == batch:
+    return jax.tree.map(lambda y: y[None], fn(*arrays))
+  chunks = batch // clips
+  chunked = [a.reshape(chunks, clips, *a.shape[1:]) for a in arrays]
+  # The outputs are written into buffers whose initial value depends on the input: `lax.map`'s
+  # zero buffers are one value that XLA shares between loops of the same shape and then copies for
+  # each loop (2 extra GiB at paper size, batch 64).
+  seed = 0 * arrays[0].reshape(-1)[0]
+  outputs = jax.tree.map(lambda out: jnp.full((chunks,) + out.shape, seed, out.dtype),
+                         jax.eval_shape(fn, *[a[0] for a in chunked]))
+
+  def body(i, outputs):
+    results = fn(*[a[i] for a in chunked])
+    return jax.tree.map(lambda out, result: out.at[i].set(result), outputs, results)
+
+  return lax.fori_loop(0, chunks, body, outputs)
+
+
+def _unchunk(y: jax.Array) -> jax.Array:
+  """[chunks, clips, ...] -> [chunks * clips, ...]."""
+  return y.reshape(-1, *y.shape[2:])
+
+
+def _im2col_bytes(x: jax.Array, columns: int) -> int:
+  """Bytes per clip of a [positions, columns] im2col matrix over `x`'s positions."""
+  return math.prod(x.shape[1:-1]) * columns * x.dtype.itemsize
+
+
+def _down_conv_chunked_matmul(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  """`_down_conv_matmul`'s forward a few clips at a time (for `_down_conv_cpu`: no gradient)."""
+  rows = _kernel_matrix(kernel)  # [4**n * C, O]
+  output_positions = math.prod(d // 2 for d in x.shape[1:-1])
+  return _unchunk(map_clip_chunks(lambda clips: strided_patches(clips) @ rows, [x],
+                                  output_positions * rows.shape[0] * x.dtype.itemsize))
+
+
+def _up_columns(kernel: jax.Array) -> jax.Array:
+  """[4]*n + [C, O] -> [C, 4**n * O]: each input channel's contribution to its 4x..x4 output window,
+  in `overlap_add` order. (XLA's transposed convolution is the adjoint of the strided one with the
+  kernel flipped.)"""
+  n = kernel.ndim - 2
   flipped = kernel[(slice(None, None, -1),) * n]
   c, o = kernel.shape[-2:]
-  columns = _kernel_matrix(flipped).reshape(-1, c, o).transpose(1, 0, 2).reshape(c, -1)
-  return overlap_add(rows_matmul(x, columns))
+  return _kernel_matrix(flipped).reshape(-1, c, o).transpose(1, 0, 2).reshape(c, -1)
+
+
+@jax.custom_vjp
+def _up_conv_rows(x: jax.Array, columns: jax.Array) -> jax.Array:
+  """overlap_add(x @ columns), in chunks of clips."""
+  return _unchunk(map_clip_chunks(lambda clips: overlap_add(clips @ columns), [x],
+                                  _im2col_bytes(x, columns.shape[1])))
+
+
+def _up_conv_rows_backward(residuals, grad):
+  x, columns = residuals
+
+  def chunk_gradients(clips, clips_grad):
+    patches = strided_patches(clips_grad)
+    return patches @ columns.T, _weight_gradient(clips, patches)
+
+  grad_x, grad_columns = map_clip_chunks(chunk_gradients, [x, grad],
+                                         _im2col_bytes(x, columns.shape[1]))
+  return _unchunk(grad_x), grad_columns.sum(0).astype(columns.dtype)
+
+
+_up_conv_rows.defvjp(lambda x, columns: (_up_conv_rows(x, columns), (x, columns)),
+                     _up_conv_rows_backward)
+
+
+def _up_conv_matmul(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  """Each input position's contribution to its 4x..x4 output window in one matmul, then
+  `overlap_add`; a few clips at a time when the batch is large."""
+  return _up_conv_rows(x, _up_columns(kernel))
 
 
 def _down_conv_decomposed(x: jax.Array, kernel: jax.Array) -> jax.Array:
@@ -236,23 +322,46 @@ def _down_conv_decomposed(x: jax.Array, kernel: jax.Array) -> jax.Array:
 
 # XLA's CPU backend computes a convolution's kernel gradient as one convolution whose window spans
 # the whole batch; its speed falls with the batch (measured for D's second layer: ~70 GFLOP/s at
-# 8 clips, ~22 at 32). Summed over slices of this many clips it stays at ~90-110 GFLOP/s.
+# 8 clips, ~22 at 32). Summed over slices of this many clips it stays at ~90-146 GFLOP/s.
 # (Unrolled: inside a `lax.scan` loop the same convolution ran 100x slower.)
-# At most this many slices, though: each is unrolled into the program, and compile time grows.
 KERNEL_GRADIENT_CLIPS = 2
+# At most this many slices: each is unrolled into the program, and compile time grows.
 KERNEL_GRADIENT_MAX_SLICES = 32
+# XLA fuses the sum of the slices' gradients into the optimizer update, so every partial gradient is
+# held until then: at most this many bytes of them per layer. (D's fourth layer at batch 64 in
+# slices of 2 clips held 1 GiB and ran at 51 GFLOP/s; in 4 slices of 16, 128 MiB at 129 GFLOP/s.)
+KERNEL_GRADIENT_PARTIAL_BYTES = 128 * 2 ** 20
+
+
+def _kernel_gradient_clips(batch: int, kernel: jax.Array) -> int:
+  """Clips per kernel-gradient slice: `KERNEL_GRADIENT_CLIPS`, doubled until the slices fit
+  `KERNEL_GRADIENT_MAX_SLICES` and `KERNEL_GRADIENT_PARTIAL_BYTES`; a divisor of `batch`."""
+  kernel_bytes = kernel.size * kernel.dtype.itemsize
+  max_slices = max(1, min(KERNEL_GRADIENT_MAX_SLICES, KERNEL_GRADIENT_PARTIAL_BYTES // kernel_bytes))
+  clips = KERNEL_GRADIENT_CLIPS
+  while batch > clips * max_slices:
+    clips *= 2
+  return math.gcd(batch, clips)
 
 
 def _kernel_gradient(conv, x: jax.Array, kernel: jax.Array, grad: jax.Array) -> jax.Array:
-  """d<conv(x, kernel), grad>/dkernel, summed over slices of `KERNEL_GRADIENT_CLIPS` clips (more
-  for a batch of over `KERNEL_GRADIENT_MAX_SLICES` slices)."""
-  clips = KERNEL_GRADIENT_CLIPS
-  while x.shape[0] > clips * KERNEL_GRADIENT_MAX_SLICES:
-    clips *= 2
-  clips = math.gcd(x.shape[0], clips)
-  slices = [slice(start, start + clips) for start in range(0, x.shape[0], clips)]
-  return sum(jax.vjp(lambda k, rows=rows: conv(x[rows], k), kernel)[1](grad[rows])[0]
-             for rows in slices)
+  """d<conv(x, kernel), grad>/dkernel, summed over slices of clips (`_kernel_gradient_clips`)."""
+  clips = _kernel_gradient_clips(x.shape[0], kernel)
+  partials = []
+  for start in range(0, x.shape[0], clips):
+    x_slice = x[start:start + clips]
+    if partials:
+      x_slice = _after(x_slice, partials[-1])
+    partials.append(jax.vjp(lambda k, x_slice=x_slice: conv(x_slice, k), kernel)[1](
+        grad[start:start + clips])[0])
+  return sum(partials)
+
+
+def _after(x: jax.Array, previous: jax.Array) -> jax.Array:
+  """x, computed only once `previous` is: XLA's CPU scheduler would otherwise prepare every slice's
+  inputs (transposed copies) up front and hold them all. (`lax.optimization_barrier` is dropped
+  before scheduling on CPU, so the order is a data dependency: 0 * one element of `previous`.)"""
+  return x + (0 * previous.reshape(-1)[0]).astype(x.dtype)
 
 
 def _up_conv_decomposed(x: jax.Array, kernel: jax.Array) -> jax.Array:
@@ -261,14 +370,17 @@ def _up_conv_decomposed(x: jax.Array, kernel: jax.Array) -> jax.Array:
 
 @jax.custom_vjp
 def _down_conv_cpu(x: jax.Array, kernel: jax.Array) -> jax.Array:
-  """The fastest measured CPU pieces of a strided convolution: forward as 2-D convolutions over
-  time taps, input gradient as a matmul and `overlap_add`, kernel gradient in slices of clips."""
-  return _down_conv_decomposed(x, kernel)
+  """The fastest measured CPU pieces of a strided convolution: forward as im2col and a matmul,
+  input gradient as a matmul and `overlap_add` (both a few clips at a time when the batch is
+  large), kernel gradient as 2-D convolutions over time taps, in slices of clips."""
+  return _down_conv_chunked_matmul(x, kernel)
 
 
 def _down_conv_cpu_backward(residuals, grad):
   x, kernel = residuals
-  grad_x = overlap_add(grad @ _kernel_matrix(kernel).T.astype(grad.dtype))
+  rows = _kernel_matrix(kernel).T.astype(grad.dtype)  # [O, 4**n * C]
+  grad_x = _unchunk(map_clip_chunks(lambda clips: overlap_add(clips @ rows), [grad],
+                                    _im2col_bytes(grad, rows.shape[1])))
   return grad_x, _kernel_gradient(_down_conv_decomposed, x, kernel, grad)
 
 
