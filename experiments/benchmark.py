@@ -8,10 +8,10 @@ input pipeline.
   python -m experiments.benchmark --only=train \
       --torch_python=/path/to/torch-venv/bin/python --torch_anchor=../shared/bench/torch_vgan_step.py
 
-For each run it prints iterations/s, clips/s, the FLOPs of one iteration from XLA's cost analysis,
-the FLOP/s achieved, XLA's memory estimate and the process's peak resident memory so far (runs go
-smallest first, so it is the run's own); and, once, an fp32 matmul's FLOP/s as the machine's
-practical peak. With --torch_python the anchor script then runs the same sizes in a subprocess,
+For each run it prints iterations/s, clips/s, the FLOPs of one iteration (the model's math: XLA's
+cost analysis of the step written with XLA's convolutions), the FLOP/s achieved, XLA's memory
+estimate and the process's peak resident memory while it trains and while it compiles (each
+counted from its own start); and, once, an fp32 matmul's FLOP/s as the machine's practical peak. With --torch_python the anchor script then runs the same sizes in a subprocess,
 and the ratio of clips/s and the anchor's peak memory are printed.
 
 Stabilization: frames/s on one core (what one prepare_data worker does per frame: features,
@@ -21,6 +21,7 @@ source resolution, with the residual background motion against the known jitter 
 tiny config's 64x64, on 1 and 2 tf.data threads, against bare JPEG decode + resize on one thread.
 """
 
+import ctypes
 import math
 import os
 import re
@@ -67,6 +68,43 @@ def matmul_flops_per_second(size: int = 2048, repeats: int = 5) -> float:
   return 2 * size ** 3 * repeats / (time.perf_counter() - start)
 
 
+def model_flops(config, state, batch, mesh) -> float:
+  """FLOPs of one iteration as the model's math, from XLA's cost analysis of the step written
+  with XLA's own convolutions (`conv_impl='xla'`, lowered, not compiled). The CPU formulations
+  loop over chunks of clips, and a cost analysis counts a loop's body once."""
+  reference = config.copy_and_resolve_references()
+  reference.model.conv_impl = 'xla'
+  step = parallel.jit_step(train_step.make_gan_train_step(train_state.build_gan(reference)), mesh)
+  cost = step.lower(state, batch).cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  return float(cost.get('flops', 0.0)) if cost else 0.0
+
+
+def reset_peak_rss() -> None:
+  """Restarts the kernel's count of this process's peak resident memory (Linux; else a no-op),
+  after handing the allocator's free pages back (glibc's malloc_trim): what earlier runs and the
+  compiler freed does not count in the next figure."""
+  try:
+    ctypes.CDLL('libc.so.6').malloc_trim(0)
+  except (OSError, AttributeError):
+    pass
+  try:
+    with open('/proc/self/clear_refs', 'w') as f:
+      f.write('5')
+  except OSError:
+    pass
+
+
+def peak_rss_gib() -> float:
+  """Peak resident memory of this process since the last `reset_peak_rss`, GiB (VmHWM; where
+  /proc is missing, getrusage's peak over the whole process)."""
+  try:
+    with open('/proc/self/status') as f:
+      return int(re.search(r'VmHWM:\s*(\d+)', f.read()).group(1)) / 2 ** 20
+  except (OSError, AttributeError):
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20
+
+
 def time_train_step(config, steps: int) -> dict[str, float]:
   """Compiles the step for `config` and times `steps` iterations on a random batch."""
   gan = train_state.build_gan(config)
@@ -78,13 +116,14 @@ def time_train_step(config, steps: int) -> dict[str, float]:
   batch = parallel.shard_batch({'video': video}, mesh)
   step = parallel.jit_step(train_step.make_gan_train_step(gan), mesh)
 
+  reset_peak_rss()
   start = time.perf_counter()
   compiled = step.lower(state, batch).compile()
   compile_seconds = time.perf_counter() - start
-  cost = compiled.cost_analysis()
-  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  compile_rss = peak_rss_gib()
   memory = compiled.memory_analysis()
 
+  reset_peak_rss()
   start = time.perf_counter()
   state, metrics = compiled(state, batch)  # warm-up
   jax.block_until_ready(metrics)
@@ -95,7 +134,8 @@ def time_train_step(config, steps: int) -> dict[str, float]:
     state, metrics = compiled(state, batch)
   jax.block_until_ready(metrics)
   seconds = (time.perf_counter() - start) / steps
-  flops = float(cost.get('flops', 0.0)) if cost else 0.0
+  step_rss = peak_rss_gib()
+  flops = model_flops(config, state, batch, mesh)
   peak_bytes = 0
   if memory is not None:
     peak_bytes = (memory.temp_size_in_bytes + memory.argument_size_in_bytes +
@@ -103,12 +143,8 @@ def time_train_step(config, steps: int) -> dict[str, float]:
   return dict(steps=steps, compile_seconds=compile_seconds, seconds_per_iteration=seconds,
               iterations_per_second=1 / seconds, clips_per_second=config.batch_size / seconds,
               flops_per_iteration=flops, flops_per_second=flops / seconds,
-              peak_memory_gib=peak_bytes / 2 ** 30)
-
-
-def peak_rss_gib() -> float:
-  """Peak resident memory of this process so far, GiB (Linux reports KiB)."""
-  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20
+              peak_memory_gib=peak_bytes / 2 ** 30, step_rss_gib=step_rss,
+              compile_rss_gib=compile_rss)
 
 
 # Runs the anchor script, then prints its peak memory: VmHWM, the high-water mark of its own address
@@ -171,7 +207,8 @@ def run_train_benchmark() -> None:
           f'{r["flops_per_iteration"] / 1e9:.1f} GFLOP/iter, '
           f'{r["flops_per_second"] / 1e9:.1f} GFLOP/s ({r["flops_per_second"] / peak:.0%} of '
           f'matmul), XLA memory estimate {r["peak_memory_gib"]:.2f} GiB, peak RSS '
-          f'{peak_rss_gib():.2f} GiB, compile {r["compile_seconds"]:.1f} s', flush=True)
+          f'{r["step_rss_gib"]:.2f} GiB while training ({r["compile_rss_gib"]:.2f} GiB while '
+          f'compiling), compile {r["compile_seconds"]:.1f} s', flush=True)
     if _TORCH_PYTHON.value:
       anchor, anchor_rss = run_torch_anchor(_TORCH_PYTHON.value, _TORCH_ANCHOR.value, config,
                                             r['steps'])

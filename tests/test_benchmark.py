@@ -34,10 +34,14 @@ def test_benchmark_times_the_step_and_compares_with_the_anchor(tmp_path):
   out = result.stdout
   assert re.search(r'fp32 matmul 2048\^2: [0-9.]+ GFLOP/s', out)
   line = re.search(r'test B=2 16x32x32 width=4 conv_impl=auto float32: ([0-9.]+) it/s, '
-                   r'([0-9.]+) clips/s, ([0-9.]+) GFLOP/iter, ([0-9.]+) GFLOP/s', out)
+                   r'([0-9.]+) clips/s, ([0-9.]+) GFLOP/iter, ([0-9.]+) GFLOP/s .*'
+                   r'peak RSS ([0-9.]+) GiB while training \(([0-9.]+) GiB while compiling\)', out)
   assert line, out
-  iterations, clips, gflop, gflops = map(float, line.groups())
+  iterations, clips, gflop, gflops, train_rss, compile_rss = map(float, line.groups())
   assert clips > 0 and gflop > 0 and gflops > 0
+  assert 0 < train_rss < 8 and 0 < compile_rss < 8
+  # FLOP/s = FLOPs per iteration x it/s, up to the printed rounding (0.1 GFLOP, 0.001 it/s).
+  assert abs(gflops - gflop * iterations) <= 0.05 * iterations + 0.001 * gflop + 0.05
   assert abs(clips - 2 * iterations) <= 0.02 * clips + 0.01  # 2 clips per iteration
   anchor = re.search(r'PyTorch anchor: 20.00 clips/s, peak RSS ([0-9.]+) GiB; '
                      r'JAX / PyTorch = ([0-9.]+)x', out)

@@ -106,8 +106,9 @@ def test_discriminator_names_a_wrong_input_shape(test_config):
 def test_cpu_convolutions_match_xla(shape, impl, monkeypatch):
   """Values and gradients (input and kernel) of the CPU formulations equal XLA's convolutions."""
   impl, chunked = impl.removesuffix('-chunked'), impl.endswith('-chunked')
-  if chunked:
+  if chunked:  # and kernel-gradient slices ordered one after the other
     monkeypatch.setattr(layers, 'CHUNK_BYTES', 1)
+    monkeypatch.setattr(layers, 'KERNEL_GRADIENT_ORDERED_BYTES', 0)
   keys = jax.random.split(jax.random.PRNGKey(0), 4)
   x = jax.random.normal(keys[0], shape)
   channels = shape[-1]
@@ -125,6 +126,18 @@ def test_cpu_convolutions_match_xla(shape, impl, monkeypatch):
       grads = jax.jit(jax.grad(loss(impl), argnums=(0, 1)))(inputs, weights)
       for got, want in zip(grads, grads_reference):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-3)
+
+
+def test_kernel_gradient_slices_fit_the_partial_gradient_budget():
+  kernel = lambda c, o: jax.ShapeDtypeStruct((4, 4, 4, c, o), jnp.float32)
+  # D's second layer at batch 64: a 2 MiB kernel, 32 slices of 2 clips (64 MiB of partials).
+  assert layers._kernel_gradient_clips(64, kernel(64, 128)) == 2
+  # Its fourth: 32 MiB, so at most 4 slices (128 MiB): 16 clips each.
+  assert layers._kernel_gradient_clips(64, kernel(256, 512)) == 16
+  # Batch 8, third layer (8 MiB): 4 slices of 2 clips fit. Batch 6: a divisor of 6.
+  assert layers._kernel_gradient_clips(8, kernel(128, 256)) == 2
+  assert layers._kernel_gradient_clips(6, kernel(256, 512)) == 2
+  assert layers._kernel_gradient_clips(1, kernel(3, 64)) == 1
 
 
 def test_space_to_depth_round_trips_and_patches_are_adjoint_to_overlap_add():

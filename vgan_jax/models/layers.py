@@ -222,7 +222,7 @@ def _down_conv_matmul(x: jax.Array, kernel: jax.Array) -> jax.Array:
 
 # im2col / col2im temporaries are 4**n / 2**n = 8x the size of the layer's input (or output
 # gradient): 2 GiB for D's second layer at batch 64. Over this many bytes they are built a few clips
-# at a time inside `lax.map`, which bounds memory and also runs faster (the chunks stay in cache).
+# at a time inside a loop, which bounds memory and also runs faster (the chunks stay in cache).
 # (XLA's CPU backend runs matmuls in a loop at full speed, not convolutions: those stay unrolled.)
 CHUNK_BYTES = 128 * 2 ** 20
 
@@ -259,6 +259,10 @@ def map_clip_chunks(fn, arrays: Sequence[jax.Array], bytes_per_clip: int):
 def _unchunk(y: jax.Array) -> jax.Array:
   """[chunks, clips, ...] -> [chunks * clips, ...]."""
   return y.reshape(-1, *y.shape[2:])
+
+
+def _nbytes(x: jax.Array) -> int:
+  return x.size * x.dtype.itemsize
 
 
 def _im2col_bytes(x: jax.Array, columns: int) -> int:
@@ -331,13 +335,17 @@ KERNEL_GRADIENT_MAX_SLICES = 32
 # held until then: at most this many bytes of them per layer. (D's fourth layer at batch 64 in
 # slices of 2 clips held 1 GiB and ran at 51 GFLOP/s; in 4 slices of 16, 128 MiB at 129 GFLOP/s.)
 KERNEL_GRADIENT_PARTIAL_BYTES = 128 * 2 ** 20
+# From an input of this size the slices run one after the other (`computed_after`): XLA would
+# otherwise prepare every slice's inputs up front (0.7 GiB at batch 64). Smaller inputs run faster
+# side by side.
+KERNEL_GRADIENT_ORDERED_BYTES = 64 * 2 ** 20
 
 
 def _kernel_gradient_clips(batch: int, kernel: jax.Array) -> int:
   """Clips per kernel-gradient slice: `KERNEL_GRADIENT_CLIPS`, doubled until the slices fit
   `KERNEL_GRADIENT_MAX_SLICES` and `KERNEL_GRADIENT_PARTIAL_BYTES`; a divisor of `batch`."""
-  kernel_bytes = kernel.size * kernel.dtype.itemsize
-  max_slices = max(1, min(KERNEL_GRADIENT_MAX_SLICES, KERNEL_GRADIENT_PARTIAL_BYTES // kernel_bytes))
+  max_slices = max(1, min(KERNEL_GRADIENT_MAX_SLICES,
+                          KERNEL_GRADIENT_PARTIAL_BYTES // _nbytes(kernel)))
   clips = KERNEL_GRADIENT_CLIPS
   while batch > clips * max_slices:
     clips *= 2
@@ -347,20 +355,25 @@ def _kernel_gradient_clips(batch: int, kernel: jax.Array) -> int:
 def _kernel_gradient(conv, x: jax.Array, kernel: jax.Array, grad: jax.Array) -> jax.Array:
   """d<conv(x, kernel), grad>/dkernel, summed over slices of clips (`_kernel_gradient_clips`)."""
   clips = _kernel_gradient_clips(x.shape[0], kernel)
+  ordered = _nbytes(x) >= KERNEL_GRADIENT_ORDERED_BYTES
   partials = []
   for start in range(0, x.shape[0], clips):
     x_slice = x[start:start + clips]
-    if partials:
-      x_slice = _after(x_slice, partials[-1])
+    if partials and ordered:
+      x_slice = computed_after(x_slice, partials[-1])
     partials.append(jax.vjp(lambda k, x_slice=x_slice: conv(x_slice, k), kernel)[1](
         grad[start:start + clips])[0])
   return sum(partials)
 
 
-def _after(x: jax.Array, previous: jax.Array) -> jax.Array:
-  """x, computed only once `previous` is: XLA's CPU scheduler would otherwise prepare every slice's
-  inputs (transposed copies) up front and hold them all. (`lax.optimization_barrier` is dropped
-  before scheduling on CPU, so the order is a data dependency: 0 * one element of `previous`.)"""
+def computed_after(x: jax.Array, previous: jax.Array) -> jax.Array:
+  """x, but usable only once `previous` is computed: orders work that XLA's scheduler would
+  otherwise run early, holding its memory (here: every kernel-gradient slice's transposed inputs).
+
+  `lax.optimization_barrier` is dropped before scheduling on CPU, so the order is a data
+  dependency: x + 0 * one element of `previous`. (A NaN there would turn x to NaN; where it is
+  used, `previous` is part of the same gradient.)
+  """
   return x + (0 * previous.reshape(-1)[0]).astype(x.dtype)
 
 
@@ -370,9 +383,12 @@ def _up_conv_decomposed(x: jax.Array, kernel: jax.Array) -> jax.Array:
 
 @jax.custom_vjp
 def _down_conv_cpu(x: jax.Array, kernel: jax.Array) -> jax.Array:
-  """The fastest measured CPU pieces of a strided convolution: forward as im2col and a matmul,
-  input gradient as a matmul and `overlap_add` (both a few clips at a time when the batch is
-  large), kernel gradient as 2-D convolutions over time taps, in slices of clips."""
+  """The fastest measured CPU pieces of a strided convolution: forward as 2-D convolutions over
+  time taps (for a large input: im2col and a matmul, a few clips at a time), input gradient as a
+  matmul and `overlap_add` (a few clips at a time), kernel gradient as 2-D convolutions over time
+  taps, in slices of clips."""
+  if 2 * _nbytes(x) < CHUNK_BYTES:  # the time taps' frames (2x the input) are small
+    return _down_conv_decomposed(x, kernel)
   return _down_conv_chunked_matmul(x, kernel)
 
 
