@@ -108,6 +108,7 @@ def test_cpu_convolutions_match_xla(shape, impl, monkeypatch):
   impl, chunked = impl.removesuffix('-chunked'), impl.endswith('-chunked')
   if chunked:  # and kernel-gradient slices ordered one after the other
     monkeypatch.setattr(layers, 'CHUNK_BYTES', 1)
+    monkeypatch.setattr(layers, 'UNCHUNKED_BYTES', 0)
     monkeypatch.setattr(layers, 'KERNEL_GRADIENT_ORDERED_BYTES', 0)
   keys = jax.random.split(jax.random.PRNGKey(0), 4)
   x = jax.random.normal(keys[0], shape)
