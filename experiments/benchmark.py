@@ -11,8 +11,9 @@ input pipeline.
 For each run it prints iterations/s, clips/s, the FLOPs of one iteration (the model's math: XLA's
 cost analysis of the step written with XLA's convolutions), the FLOP/s achieved, XLA's memory
 estimate and the process's peak resident memory while it trains and while it compiles (each
-counted from its own start); and, once, an fp32 matmul's FLOP/s as the machine's practical peak. With --torch_python the anchor script then runs the same sizes in a subprocess,
-and the ratio of clips/s and the anchor's peak memory are printed.
+counted from its own start); and, once, an fp32 matmul's FLOP/s as the machine's practical peak.
+With --torch_python the anchor script then runs the same sizes in a subprocess, and the ratio of
+clips/s and the anchor's peak memory are printed.
 
 Stabilization: frames/s on one core (what one prepare_data worker does per frame: features,
 matching, RANSAC, warp) for each feature option, at 128x128 (as prepare_data runs it) and at a

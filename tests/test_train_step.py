@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from data_pipeline import synthetic
+from vgan_jax import losses as vgan_losses
 from vgan_jax import parallel, train_state, train_step
 
 
@@ -46,6 +47,41 @@ def test_one_step_updates_both_networks_and_the_counter(test_config):
   # At initialisation D cannot tell real from fake: log 4 for D, log 2 for G.
   assert abs(float(metrics['discriminator_loss']) - np.log(4)) < 0.1
   assert abs(float(metrics['generator_loss']) - np.log(2)) < 0.1
+
+
+def test_discriminator_update_is_adam_on_the_gradient_of_its_loss(test_config):
+  """The step differentiates D's real and fake passes separately; its D update is the one that
+  the gradient of Eq. 1's D loss, with both passes in one function, gives."""
+  state, step, mesh = _setup(test_config)
+  batch = _batch(test_config)
+  new_state, metrics = step(state, parallel.shard_batch(batch, mesh))
+  state, _, _ = _setup(test_config)  # the same initial state (the step donated the first)
+
+  gan = train_state.build_gan(test_config)
+  real = train_step.normalize_video(jnp.asarray(batch['video']))
+  latents = train_step.sample_latents(jax.random.split(state.rng)[1], real.shape[0],
+                                      gan.latent_dim)
+  output, _ = gan.generator.apply(
+      {'params': state.generator_params, 'batch_stats': state.generator_batch_stats}, latents,
+      train=True, mutable=['batch_stats'])
+
+  def loss(params):
+    stats = state.discriminator_batch_stats
+    real_logits, stats = train_step._discriminate(gan, params, stats, real)  # pylint: disable=protected-access
+    fake_logits, _ = train_step._discriminate(gan, params, stats, output.video)  # pylint: disable=protected-access
+    return vgan_losses.discriminator_loss(real_logits, fake_logits)
+
+  value, grads = jax.value_and_grad(loss)(state.discriminator_params)
+  _, want = gan.discriminator_optimizer.update(grads, state.discriminator_opt_state,
+                                               state.discriminator_params)
+  np.testing.assert_allclose(metrics['discriminator_loss'], value, rtol=1e-5)
+  # Adam's moments after one step are multiples of the gradient and its square (the parameters
+  # are not compared: a first Adam step is lr * sign(g), unstable where g is rounding noise).
+  for got, expected in zip(jax.tree.leaves(new_state.discriminator_opt_state),
+                           jax.tree.leaves(want)):
+    scale = float(np.abs(expected).max())
+    np.testing.assert_allclose(got, expected, rtol=1e-3, atol=1e-4 * scale)
+  assert any(float(np.abs(g).max()) > 0 for g in jax.tree.leaves(grads))
 
 
 @pytest.mark.parametrize('compute_dtype', ['float32', 'bfloat16'])

@@ -60,8 +60,8 @@ def gan_train_step(gan: GAN, state: GANTrainState,
       generate, state.generator_params, has_aux=True)
 
   # --- Discriminator update: real -> 1, fake -> 0. The loss is a sum of a real and a fake term,
-  # so each pass gets its own gradient: XLA can then free one pass's activations before the other
-  # pass runs (at paper size, batch 64, they are ~1 GiB each).
+  # so each pass gets its own gradient: XLA need not hold both passes' activations at once (~1 GiB
+  # each at paper size, batch 64), though its scheduler decides.
   def discriminator_objective(params, batch_stats, video, label):
     logits, batch_stats = _discriminate(gan, params, batch_stats, video)
     return losses.cross_entropy_to(logits, label), (batch_stats, logits)
