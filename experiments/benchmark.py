@@ -22,7 +22,6 @@ source resolution, with the residual background motion against the known jitter 
 tiny config's 64x64, on 1 and 2 tf.data threads, against bare JPEG decode + resize on one thread.
 """
 
-import ctypes
 import math
 import os
 import re
@@ -83,12 +82,9 @@ def model_flops(config, state, batch, mesh) -> float:
 
 def reset_peak_rss() -> None:
   """Restarts the kernel's count of this process's peak resident memory (Linux; else a no-op),
-  after handing the allocator's free pages back (glibc's malloc_trim): what earlier runs and the
-  compiler freed does not count in the next figure."""
-  try:
-    ctypes.CDLL('libc.so.6').malloc_trim(0)
-  except (OSError, AttributeError):
-    pass
+  after handing the allocator's free pages back, as training does after compiling: what earlier
+  runs and the compiler freed does not count in the next figure."""
+  common.release_free_host_memory()
   try:
     with open('/proc/self/clear_refs', 'w') as f:
       f.write('5')

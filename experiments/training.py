@@ -6,6 +6,7 @@ from the work directory's latest checkpoint.
 
 import contextlib
 import functools
+import itertools
 import os
 import signal
 import time
@@ -19,6 +20,7 @@ from flax.metrics import tensorboard
 from tqdm import tqdm
 
 from data_pipeline import input_pipeline
+from experiments import common
 from vgan_jax import checkpoint, parallel, train_state, train_step, video_io
 
 
@@ -114,6 +116,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, scene: s
   # --- Compiled functions; samples always start from the same inputs, so grids are comparable.
   step_fn = parallel.jit_step(train_step.make_gan_train_step(gan), mesh)
   device_batches = parallel.prefetch_to_device(batches, mesh)
+  if start_step < config.num_steps:
+    # Compiled before the first step, so that the compiler's freed heap goes back to the OS
+    # before the step's own buffers are allocated.
+    first_batch = next(device_batches)
+    step_fn = step_fn.lower(state, first_batch).compile()
+    common.release_free_host_memory()
+    device_batches = itertools.chain([first_batch], device_batches)
   sample_fn = jax.jit(functools.partial(train_step.generate, gan))
   sample_inputs = _sample_inputs(gan, config, scene, data_dir)
   writer = tensorboard.SummaryWriter(workdir) if is_main_process else None
