@@ -61,8 +61,8 @@ def setup_runtime(cache_dir: str | None = None, persistent_cache: bool = True) -
   library logs."""
   cache_dir = cache_dir or os.environ.get('VGAN_JAX_CACHE') or os.path.join(
       os.path.expanduser('~'), '.cache', 'vgan_jax', 'xla')
-  # jax 0.10.2's CPU client crashed (SIGSEGV) loading the cached paper-size batch-64 train step;
-  # smaller programs load fine. `off` is the way out until that is fixed upstream.
+  # jax 0.10.2's CPU client crashed (SIGSEGV) loading an earlier version of the cached paper-size
+  # batch-64 train step (the current one loads fine). `off` is the way out should it come back.
   if persistent_cache and cache_dir != 'off':
     jax.config.update('jax_compilation_cache_dir', cache_dir)
     jax.config.update('jax_persistent_cache_min_compile_time_secs', 1.0)
