@@ -65,10 +65,11 @@ def test_discriminator_update_is_adam_on_the_gradient_of_its_loss(test_config):
       {'params': state.generator_params, 'batch_stats': state.generator_batch_stats}, latents,
       train=True, mutable=['batch_stats'])
 
+  discriminate = train_step._discriminate  # pylint: disable=protected-access
+
   def loss(params):
-    stats = state.discriminator_batch_stats
-    real_logits, stats = train_step._discriminate(gan, params, stats, real)  # pylint: disable=protected-access
-    fake_logits, _ = train_step._discriminate(gan, params, stats, output.video)  # pylint: disable=protected-access
+    real_logits, stats = discriminate(gan, params, state.discriminator_batch_stats, real)
+    fake_logits, _ = discriminate(gan, params, stats, output.video)
     return vgan_losses.discriminator_loss(real_logits, fake_logits)
 
   value, grads = jax.value_and_grad(loss)(state.discriminator_params)
