@@ -239,20 +239,26 @@ def _clips_per_chunk(batch: int, bytes_per_clip: int) -> int:
   return max(d for d in range(1, min(fit, batch) + 1) if batch % d == 0)
 
 
-def map_clip_chunks(fn, arrays: Sequence[jax.Array], bytes_per_clip: int):
+def map_clip_chunks(fn, arrays: Sequence[jax.Array], bytes_per_clip: int,
+                    closed_over: Sequence[jax.Array] = ()):
   """`fn(*arrays)` computed on chunks of clips (the leading axis) and stacked: each output gets a
-  leading chunk axis, [chunks, ...] (one chunk, unlooped, when the whole batch fits)."""
+  leading chunk axis, [chunks, ...] (one chunk, unlooped, when the whole batch fits).
+
+  `closed_over`: the other arrays `fn` uses (weights), see below.
+  """
   batch = arrays[0].shape[0]
   clips = _clips_per_chunk(batch, bytes_per_clip)
   if clips == batch:
     return jax.tree.map(lambda y: y[None], fn(*arrays))
   chunks = batch // clips
   chunked = [a.reshape(chunks, clips, *a.shape[1:]) for a in arrays]
-  # The outputs are written into buffers whose initial value depends on the input: `lax.map`'s
+  # The outputs are written into buffers whose initial value depends on every input: `lax.map`'s
   # zero buffers are one value that XLA shares between loops of the same shape and then copies for
-  # each loop (2 extra GiB at paper size, batch 64).
-  seed = 0 * arrays[0].reshape(-1)[0]
-  outputs = jax.tree.map(lambda out: jnp.full((chunks,) + out.shape, seed, out.dtype),
+  # each loop (2 extra GiB at paper size, batch 64). A buffer that depended on fewer inputs would be
+  # shared by loops that differ only in their weights (D on the same fakes before and after its
+  # update), or made long before its loop runs (a backward loop's, from a forward value).
+  seed = sum(0 * a.reshape(-1)[0].astype(jnp.float32) for a in [*arrays, *closed_over])
+  outputs = jax.tree.map(lambda out: jnp.full((chunks,) + out.shape, seed.astype(out.dtype)),
                          jax.eval_shape(fn, *[a[0] for a in chunked]))
 
   def body(i, outputs):
@@ -281,7 +287,7 @@ def _down_conv_chunked_matmul(x: jax.Array, kernel: jax.Array) -> jax.Array:
   rows = _kernel_matrix(kernel)  # [4**n * C, O]
   output_positions = math.prod(d // 2 for d in x.shape[1:-1])
   return _unchunk(map_clip_chunks(lambda clips: strided_patches(clips) @ rows, [x],
-                                  output_positions * rows.shape[0] * x.dtype.itemsize))
+                                  output_positions * rows.shape[0] * x.dtype.itemsize, [rows]))
 
 
 def _up_columns(kernel: jax.Array) -> jax.Array:
@@ -298,7 +304,7 @@ def _up_columns(kernel: jax.Array) -> jax.Array:
 def _up_conv_rows(x: jax.Array, columns: jax.Array) -> jax.Array:
   """overlap_add(x @ columns), in chunks of clips."""
   return _unchunk(map_clip_chunks(lambda clips: overlap_add(clips @ columns), [x],
-                                  _im2col_bytes(x, columns.shape[1])))
+                                  _im2col_bytes(x, columns.shape[1]), [columns]))
 
 
 def _up_conv_rows_backward(residuals, grad):
@@ -309,7 +315,7 @@ def _up_conv_rows_backward(residuals, grad):
     return patches @ columns.T, _weight_gradient(clips, patches)
 
   grad_x, grad_columns = map_clip_chunks(chunk_gradients, [x, grad],
-                                         _im2col_bytes(x, columns.shape[1]))
+                                         _im2col_bytes(x, columns.shape[1]), [columns])
   return _unchunk(grad_x), grad_columns.sum(0).astype(columns.dtype)
 
 
@@ -402,7 +408,7 @@ def _down_conv_cpu_backward(residuals, grad):
   x, kernel = residuals
   rows = _kernel_matrix(kernel).T.astype(grad.dtype)  # [O, 4**n * C]
   grad_x = _unchunk(map_clip_chunks(lambda clips: overlap_add(clips @ rows), [grad],
-                                    _im2col_bytes(grad, rows.shape[1])))
+                                    _im2col_bytes(grad, rows.shape[1]), [rows]))
   return grad_x, _kernel_gradient(_down_conv_decomposed, x, kernel, grad)
 
 
