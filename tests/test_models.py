@@ -1,6 +1,7 @@
 """Shapes, Eq. 2, the streams' ranges, and the CPU convolutions against XLA's reference."""
 
 import flax
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -184,3 +185,79 @@ def test_networks_give_the_same_output_whichever_convolutions_run(test_config, i
   np.testing.assert_allclose(
       build(models.build_discriminator, impl).apply(d_variables, video, train=False),
       build(models.build_discriminator, 'xla').apply(d_variables, video, train=False), atol=1e-5)
+
+
+@pytest.mark.parametrize('activation', ['identity', 'relu', 'leaky_relu'])
+def test_batch_norm_matches_flax_in_values_gradients_and_statistics(activation):
+  """`layers.BatchNorm` (its backward recomputed from its input) against `nn.BatchNorm` followed by
+  the activation: output, gradients, running statistics, inference mode, parameter names."""
+  ours_activation, reference_activation = {
+      'identity': (lambda x: x, lambda x: x),
+      'relu': (nn.relu, nn.relu),
+      'leaky_relu': (layers.leaky_relu, lambda x: nn.leaky_relu(x, 0.2)),
+  }[activation]
+  keys = jax.random.split(jax.random.PRNGKey(4), 3)
+  # Channels with their own offsets and spreads, so that normalising changes them.
+  x = 3.0 + jnp.arange(1.0, 7.0) * jax.random.normal(keys[0], (4, 3, 5, 6))
+  cotangent = jax.random.normal(keys[1], x.shape)
+  scale_init = layers.batchnorm_scale_init(0.5)
+
+  def build(train):
+    ours = layers.BatchNorm(not train, scale_init, ours_activation)
+    reference = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
+                             scale_init=scale_init)
+
+    def reference_apply(variables, x, **kwargs):
+      out = reference.apply(variables, x, **kwargs)
+      if isinstance(out, tuple):  # with the updated statistics
+        return reference_activation(out[0]), out[1]
+      return reference_activation(out)
+
+    return ours.apply, reference_apply
+
+  ours, reference = build(train=True)
+  variables = layers.BatchNorm(False, scale_init).init(keys[2], x)
+  assert jax.tree.map(jnp.shape, variables) == jax.tree.map(
+      jnp.shape, nn.BatchNorm(use_running_average=False, scale_init=scale_init).init(keys[2], x))
+  variables = {'params': variables['params'],
+               'batch_stats': {'mean': jnp.full(6, 0.5), 'var': jnp.full(6, 2.0)}}
+  results = []
+  for apply in (ours, reference):
+    def loss(params, x):
+      y, updates = apply({**variables, 'params': params}, x, mutable=['batch_stats'])
+      return jnp.vdot(y, cotangent), (y, updates['batch_stats'])
+    (_, aux), grads = jax.jit(jax.value_and_grad(loss, argnums=(0, 1), has_aux=True))(
+        variables['params'], x)
+    results.append((aux, grads))
+  (ours_aux, ours_grads), (reference_aux, reference_grads) = results
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4),
+               (ours_aux, ours_grads), (reference_aux, reference_grads))
+  assert float(jnp.abs(ours_grads[0]['scale']).min()) > 0  # the gradient reaches every channel
+
+  ours, reference = build(train=False)  # inference: the running statistics
+  np.testing.assert_allclose(ours(variables, x), reference(variables, x), rtol=1e-5, atol=1e-5)
+
+
+def test_recomputed_in_backward_has_autodiffs_gradients():
+  keys = jax.random.split(jax.random.PRNGKey(6), 3)
+  heads = jax.random.normal(keys[0], (2, 3, 4, 4, 4))
+  background = jax.random.normal(keys[1], (2, 4, 4, 3))
+  cotangents = [jax.random.normal(k, s) for k, s in zip(
+      jax.random.split(keys[2], 3), [(2, 3, 4, 4, 3), (2, 3, 4, 4, 3), (2, 3, 4, 4, 1)])]
+
+  def grads(fn):
+    loss = lambda *args: sum(jnp.vdot(y, c) for y, c in zip(fn(*args), cotangents))
+    return jax.jit(jax.grad(loss, argnums=(0, 1)))(heads, background)
+
+  plain = grads(models.generator.compose)
+  recomputed = grads(layers.recomputed_in_backward(models.generator.compose))
+  for got, want in zip(recomputed, plain):
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    assert float(jnp.abs(want).max()) > 0
+
+
+def test_leaky_relu_gradient_from_its_output_is_autodiffs():
+  x = jnp.array([-2.0, -0.5, 0.0, 0.5, 3.0])
+  np.testing.assert_allclose(layers.leaky_relu(x), nn.leaky_relu(x, 0.2))
+  np.testing.assert_allclose(jax.grad(lambda x: jnp.vdot(layers.leaky_relu(x), x + 1))(x),
+                             jax.grad(lambda x: jnp.vdot(nn.leaky_relu(x, 0.2), x + 1))(x))

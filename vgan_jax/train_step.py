@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import optax
 
 from vgan_jax import losses
-from vgan_jax.models import GeneratorOutput
+from vgan_jax.models import GeneratorOutput, layers
 from vgan_jax.train_state import GAN, GANTrainState
 
 
@@ -45,10 +45,24 @@ def gan_train_step(gan: GAN, state: GANTrainState,
   """
   real = normalize_video(batch['video'])
   rng, latent_key = jax.random.split(state.rng)
+
+  # --- Discriminator update: real -> 1, fake -> 0. The loss is a sum of a real and a fake term,
+  # so each pass gets its own gradient, and the real pass runs first, before G: XLA then need not
+  # hold both passes' activations, or the real pass's with G's (~1 GiB each at paper size, batch
+  # 64; its CPU scheduler would start the real pass first and finish it last).
+  def discriminator_objective(params, batch_stats, video, label):
+    logits, batch_stats = _discriminate(gan, params, batch_stats, video)
+    return losses.cross_entropy_to(logits, label), (batch_stats, logits)
+
+  objective = jax.value_and_grad(discriminator_objective, has_aux=True)
+  (real_loss, (discriminator_batch_stats, real_logits)), real_grads = objective(
+      state.discriminator_params, state.discriminator_batch_stats, real, 1.0)
+
   if gan.conditional:  # future prediction: from the clip's first frame
     generator_input = real[:, 0]
   else:
     generator_input = sample_latents(latent_key, real.shape[0], gan.latent_dim)
+  generator_input = layers.computed_after(generator_input, real_grads)
 
   def generate(params):
     output, updates = gan.generator.apply(
@@ -59,16 +73,6 @@ def gan_train_step(gan: GAN, state: GANTrainState,
   (fake, mask), generator_pullback, generator_batch_stats = jax.vjp(
       generate, state.generator_params, has_aux=True)
 
-  # --- Discriminator update: real -> 1, fake -> 0. The loss is a sum of a real and a fake term,
-  # so each pass gets its own gradient: XLA need not hold both passes' activations at once (~1 GiB
-  # each at paper size, batch 64), though its scheduler decides.
-  def discriminator_objective(params, batch_stats, video, label):
-    logits, batch_stats = _discriminate(gan, params, batch_stats, video)
-    return losses.cross_entropy_to(logits, label), (batch_stats, logits)
-
-  objective = jax.value_and_grad(discriminator_objective, has_aux=True)
-  (real_loss, (discriminator_batch_stats, real_logits)), real_grads = objective(
-      state.discriminator_params, state.discriminator_batch_stats, real, 1.0)
   (fake_loss, (discriminator_batch_stats, fake_logits)), fake_grads = objective(
       state.discriminator_params, discriminator_batch_stats, jax.lax.stop_gradient(fake), 0.0)
   discriminator_loss = real_loss + fake_loss  # = losses.discriminator_loss(real_logits, fake_logits)

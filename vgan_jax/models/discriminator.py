@@ -25,11 +25,10 @@ class DiscriminatorTrunk(layers.SizedModule):
     x = video
     for i, features in enumerate(reversed(self.hidden_widths)):
       if i == 0:  # no BatchNorm on the first layer (DCGAN)
-        x = self.down_conv(features)(x)
+        x = layers.leaky_relu(self.down_conv(features)(x))
       else:
         x = self.down_conv(features, use_bias=False)(x)
-        x = self.batch_norm(train)(x)
-      x = layers.leaky_relu(x)
+        x = self.batch_norm(train, layers.leaky_relu)(x)
     return x
 
 

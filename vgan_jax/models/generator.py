@@ -90,9 +90,17 @@ class TwoStreamGenerator(OneStreamGenerator):
              self.up_conv(1, 'mask')(hidden, params_only=True)]
     kernel, bias = (jnp.concatenate(parts, axis=-1) for parts in zip(*heads))
     both = layers.up_conv_apply(hidden.astype(self.dtype), kernel, self.conv_impl) + bias
-    foreground, mask = jnp.tanh(both[..., :self.channels]), nn.sigmoid(both[..., self.channels:])
     background = ImageGenerator(**self.sizes(), name='background')(z, train)
-    # The composition and everything after it (losses, D's input) in float32.
-    foreground, mask, background = (x.astype(jnp.float32) for x in (foreground, mask, background))
-    video = mask * foreground + (1.0 - mask) * background[:, None]
-    return GeneratorOutput(video=video, foreground=foreground, background=background, mask=mask)
+    # Recomputed in the backward pass from `both` and b: autodiff would hold ~4x their size.
+    video, foreground, mask = layers.recomputed_in_backward(compose)(both, background)
+    return GeneratorOutput(video=video, foreground=foreground,
+                           background=background.astype(jnp.float32), mask=mask)
+
+
+def compose(heads: jax.Array, background: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """Eq. 2 from the heads' pre-activations [B, T, S, S, C + 1] (f's C colours, then m) and b
+  [B, S, S, C]: (video, f, m), in float32 (as is everything after: losses, D's input)."""
+  heads, background = heads.astype(jnp.float32), background.astype(jnp.float32)
+  foreground, mask = jnp.tanh(heads[..., :-1]), nn.sigmoid(heads[..., -1:])
+  video = mask * foreground + (1.0 - mask) * background[:, None]
+  return video, foreground, mask

@@ -9,7 +9,7 @@ halves (doubles) every dimension.
 import functools
 import itertools
 import math
-from typing import Sequence
+from typing import Callable, Sequence
 
 import flax.linen as nn
 import jax
@@ -49,17 +49,103 @@ def batchnorm_scale_init(stddev: float) -> nn.initializers.Initializer:
   return init
 
 
-def batch_norm(train: bool, scale_stddev: float, name: str | None = None,
-               dtype: jnp.dtype = jnp.float32) -> nn.BatchNorm:
-  """BatchNorm with Torch's defaults (momentum 0.1 there is 0.9 here, eps 1e-5).
+def _batch_statistics(x: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """Mean and (biased) variance of each channel over every other axis, in float32."""
+  x = x.astype(jnp.float32)
+  axes = tuple(range(x.ndim - 1))
+  mean = x.mean(axes)
+  return mean, jnp.square(x - mean).mean(axes)
+
+
+def _normalize(x, mean, var, scale, bias, epsilon: float, activation, dtype) -> jax.Array:
+  """activation((x - mean) / sqrt(var + epsilon) * scale + bias), computed in float32."""
+  multiplier = scale * lax.rsqrt(var + epsilon)
+  return activation((x.astype(jnp.float32) - mean) * multiplier + bias).astype(dtype)
+
+
+def _normalize_batch(x, scale, bias, epsilon, activation):
+  """Training-mode BatchNorm and an activation: x [..., C] -> (y [..., C] in x's dtype, the batch's
+  mean [C] and variance [C])."""
+  mean, var = _batch_statistics(x)
+  return _normalize(x, mean, var, scale, bias, epsilon, activation, x.dtype), mean, var
+
+
+def recomputed_in_backward(fn):
+  """`fn` (arrays -> a pytree of arrays), differentiable, whose backward pass recomputes it from its
+  inputs once the outputs' gradient is known: only the inputs are kept from the forward pass.
+
+  For cheap elementwise work (BatchNorm and its activation, the generator's composition) whose
+  intermediates autodiff would keep from the forward to the backward pass: XLA's fusions read
+  several of them (x and x - mean, say), each the size of the layer. `jax.checkpoint` cannot do
+  this on CPU: XLA drops its optimization barrier there and merges the recomputation back into the
+  forward pass. Here the recomputation depends on the gradient, so it cannot run earlier.
+  """
+
+  @jax.custom_vjp
+  def wrapped(*args):
+    return fn(*args)
+
+  def backward(args, cotangents):
+    gradient = jax.tree.leaves(cotangents)[0]
+    return jax.vjp(fn, *[computed_after(a, gradient) for a in args])[1](cotangents)
+
+  wrapped.defvjp(lambda *args: (fn(*args), args), backward)
+  return wrapped
+
+
+def _identity(x: jax.Array) -> jax.Array:
+  return x
+
+
+class BatchNorm(nn.Module):
+  """BatchNorm then an activation: [..., C] -> [..., C], with Torch's defaults (momentum 0.1 there
+  is 0.9 here, eps 1e-5).
+
+  The parameters (`scale`, `bias`) and statistics (`mean`, `var`: running averages of the batch's
+  mean and biased variance) are `nn.BatchNorm`'s, under the same auto-generated names
+  (`BatchNorm_0`, ...), so checkpoints load either way. In training its backward pass recomputes it
+  from its input (`recomputed_in_backward`): one buffer of the layer's size is held for the
+  backward pass where `nn.BatchNorm` and the activation held three (768 MiB for the generator's
+  last hidden layer at paper size, batch 64). The statistics are reduced, and kept, in float32
+  whatever `dtype` is.
 
   In training the statistics are those of the whole (global) batch: under `jax.jit` with the
   batch sharded over devices XLA reduces across them, so N devices match one device.
   """
-  # With a bfloat16 `dtype` the statistics are still reduced, and kept, in float32.
-  return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=dtype,
-                      param_dtype=jnp.float32,
-                      scale_init=batchnorm_scale_init(scale_stddev), name=name)
+  use_running_average: bool
+  scale_init: nn.initializers.Initializer
+  activation: Callable[[jax.Array], jax.Array] = _identity
+  momentum: float = 0.9
+  epsilon: float = 1e-5
+  dtype: jnp.dtype = jnp.float32  # of the output
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    shape = (x.shape[-1],)
+    scale = self.param('scale', self.scale_init, shape, jnp.float32)
+    bias = self.param('bias', nn.initializers.zeros_init(), shape, jnp.float32)
+    running_mean = self.variable('batch_stats', 'mean', jnp.zeros, shape, jnp.float32)
+    running_var = self.variable('batch_stats', 'var', jnp.ones, shape, jnp.float32)
+    x = x.astype(self.dtype)
+    if self.use_running_average:
+      return _normalize(x, running_mean.value, running_var.value, scale, bias, self.epsilon,
+                        self.activation, self.dtype)
+    normalize = functools.partial(_normalize_batch, epsilon=self.epsilon,
+                                  activation=self.activation)
+    y, mean, var = recomputed_in_backward(normalize)(x, scale, bias)
+    if not self.is_initializing():
+      for running, batch in ((running_mean, mean), (running_var, var)):
+        running.value = (self.momentum * running.value
+                         + (1 - self.momentum) * lax.stop_gradient(batch))
+    return y
+
+
+def batch_norm(train: bool, scale_stddev: float, name: str | None = None,
+               dtype: jnp.dtype = jnp.float32, activation=_identity) -> BatchNorm:
+  """`BatchNorm` then `activation`, scales initialised N(1, scale_stddev): the batch's statistics
+  in training, the running averages in inference."""
+  return BatchNorm(not train, batchnorm_scale_init(scale_stddev), activation, dtype=dtype,
+                   name=name)
 
 
 # On CPU, `auto` computes a transposed convolution with at most this many output channels (the
@@ -168,10 +254,17 @@ def overlap_add(columns: jax.Array) -> jax.Array:
   added back where it came from."""
   b, *half, channels = columns.shape
   n = len(half)
-  columns = columns.reshape(b, *half, 2 ** n, channels // 2 ** n)
-  blocks = sum(
-      jnp.pad(columns[..., i, :], ((0, 0),) + tuple((a, 1 - a) for a in offsets) + ((0, 0),))
-      for i, offsets in enumerate(_block_offsets(n)))
+  # [B, *D, 2, ..., 2, K]: the window offsets (one 2 per dim), then the blocks' 2**n * C channels.
+  blocks = columns.reshape(b, *half, *(2,) * n, channels // 2 ** n)
+  # One dim at a time, the two offsets' blocks are shifted into place and added: n steps that each
+  # halve the data (a sum of all 2**n shifted copies at once had XLA materialise every copy, padded:
+  # 2.3x the columns' size).
+  for axis in range(1, n + 1):
+    pads = [(0, 0)] * (blocks.ndim - 1)
+    pads[axis] = (0, 1)
+    before = jnp.pad(blocks[(slice(None),) * (n + 1) + (0,)], pads)
+    pads[axis] = (1, 0)
+    blocks = before + jnp.pad(blocks[(slice(None),) * (n + 1) + (1,)], pads)
   return depth_to_space(blocks)[(slice(None),) + (slice(DOWN_PADDING, -DOWN_PADDING),) * n]
 
 
@@ -378,15 +471,16 @@ def _kernel_gradient(conv, x: jax.Array, kernel: jax.Array, grad: jax.Array) -> 
   return sum(partials)
 
 
-def computed_after(x: jax.Array, previous: jax.Array) -> jax.Array:
-  """x, but usable only once `previous` is computed: orders work that XLA's scheduler would
-  otherwise run early, holding its memory (here: every kernel-gradient slice's transposed inputs).
+def computed_after(x: jax.Array, previous) -> jax.Array:
+  """x, but usable only once every array of `previous` (a pytree) is computed: orders work that
+  XLA's scheduler would otherwise run early, holding its memory.
 
   `lax.optimization_barrier` is dropped before scheduling on CPU, so the order is a data
-  dependency: x + 0 * one element of `previous`. (A NaN there would turn x to NaN; where it is
-  used, `previous` is part of the same gradient.)
+  dependency: x + 0 * one element of each array of `previous`. (A NaN there would turn x to NaN;
+  where it is used, `previous` is part of the same loss's gradient.)
   """
-  return x + (0 * previous.reshape(-1)[0]).astype(x.dtype)
+  zero = sum(0 * p.reshape(-1)[0].astype(jnp.float32) for p in jax.tree.leaves(previous))
+  return x + zero.astype(x.dtype)
 
 
 def _up_conv_decomposed(x: jax.Array, kernel: jax.Array) -> jax.Array:
@@ -561,10 +655,10 @@ class SizedModule(nn.Module):
 
   def bn_relu(self, x: jax.Array, train: bool) -> jax.Array:
     """BatchNorm then ReLU: what follows every hidden generator layer."""
-    return nn.relu(self.batch_norm(train)(x))
+    return self.batch_norm(train, nn.relu)(x)
 
-  def batch_norm(self, train: bool, name: str | None = None) -> nn.BatchNorm:
-    return batch_norm(train, self.batchnorm_scale_stddev, name, self.dtype)
+  def batch_norm(self, train: bool, activation=_identity) -> BatchNorm:
+    return batch_norm(train, self.batchnorm_scale_stddev, dtype=self.dtype, activation=activation)
 
   def project_conv(self, features: int, window: Sequence[int]) -> nn.ConvTranspose:
     return project_conv(features, window, self.conv_init_stddev, dtype=self.dtype)
@@ -573,4 +667,16 @@ class SizedModule(nn.Module):
     return collapse_conv(features, self.video_window, self.conv_init_stddev, name, self.dtype)
 
 
-leaky_relu = functools.partial(nn.leaky_relu, negative_slope=0.2)
+LEAKY_SLOPE = 0.2
+
+
+@jax.custom_vjp
+def leaky_relu(x: jax.Array) -> jax.Array:
+  """LeakyReLU with slope 0.2 (DCGAN's), whose backward pass keeps its output rather than its input
+  (the sign is the same): the output is kept anyway, as the next layer's input."""
+  return jnp.where(x >= 0, x, LEAKY_SLOPE * x)
+
+
+leaky_relu.defvjp(
+    lambda x: (leaky_relu(x),) * 2,
+    lambda y, grad: (jnp.where(y >= 0, grad, LEAKY_SLOPE * grad),))
