@@ -134,8 +134,8 @@ def test_kernel_gradient_slices_fit_the_partial_gradient_budget():
   kernel = lambda c, o: jax.ShapeDtypeStruct((4, 4, 4, c, o), jnp.float32)
   # D's second layer at batch 64: a 2 MiB kernel, 32 slices of 2 clips (64 MiB of partials).
   assert layers._kernel_gradient_clips(64, kernel(64, 128)) == 2
-  # Its fourth: 32 MiB, so at most 4 slices (128 MiB): 16 clips each.
-  assert layers._kernel_gradient_clips(64, kernel(256, 512)) == 16
+  # Its fourth: 32 MiB, so at most 2 slices (64 MiB): 32 clips each.
+  assert layers._kernel_gradient_clips(64, kernel(256, 512)) == 32
   # Batch 8, third layer (8 MiB): 4 slices of 2 clips fit. Batch 6: a divisor of 6.
   assert layers._kernel_gradient_clips(8, kernel(128, 256)) == 2
   assert layers._kernel_gradient_clips(6, kernel(256, 512)) == 2

@@ -440,9 +440,10 @@ KERNEL_GRADIENT_CLIPS = 2
 # At most this many slices: each is unrolled into the program, and compile time grows.
 KERNEL_GRADIENT_MAX_SLICES = 32
 # XLA fuses the sum of the slices' gradients into the optimizer update, so every partial gradient is
-# held until then: at most this many bytes of them per layer. (D's fourth layer at batch 64 in
-# slices of 2 clips held 1 GiB and ran at 51 GFLOP/s; in 4 slices of 16, 128 MiB at 129 GFLOP/s.)
-KERNEL_GRADIENT_PARTIAL_BYTES = 128 * 2 ** 20
+# held until then, the real pass's through the fake pass too: at most this many bytes of them per
+# layer. (D's fourth layer at batch 64 in slices of 2 clips held 1 GiB and ran at 51 GFLOP/s; in 4
+# slices of 16, 128 MiB at 129 GFLOP/s; now 2 slices of 32: its ~4 GFLOP are 0.2% of the step.)
+KERNEL_GRADIENT_PARTIAL_BYTES = 64 * 2 ** 20
 # From an input of this size the slices run one after the other (`computed_after`): XLA would
 # otherwise prepare every slice's inputs up front (0.7 GiB at batch 64). Smaller inputs run faster
 # side by side.
