@@ -86,10 +86,7 @@ def gan_train_step(gan: GAN, state: GANTrainState,
   def generator_objective(fake, mask):
     logits, stats = _discriminate(gan, discriminator_params, discriminator_batch_stats, fake)
     adversarial = losses.generator_loss(logits)
-    # After D's verdict: the penalty's gradient (the mask's size) does not depend on D, and XLA
-    # would compute it early and hold it through the D update.
-    penalty = (0.0 if mask is None else
-               losses.mask_penalty(layers.computed_after(mask, logits), gan.mask_penalty))
+    penalty = 0.0 if mask is None else losses.mask_penalty(mask, gan.mask_penalty)
     reconstruction = (losses.reconstruction_loss(fake[:, 0], real[:, 0], gan.reconstruction_loss)
                       if gan.conditional else 0.0)
     total = adversarial + penalty + gan.reconstruction_weight * reconstruction

@@ -9,7 +9,6 @@ over time. Widths and sizes come from the config, so the paper's net and a tiny 
 this code.
 """
 
-import math
 from typing import NamedTuple
 
 import flax.linen as nn
@@ -93,8 +92,7 @@ class TwoStreamGenerator(OneStreamGenerator):
     both = layers.up_conv_apply(hidden.astype(self.dtype), kernel, self.conv_impl) + bias
     background = ImageGenerator(**self.sizes(), name='background')(z, train)
     # Recomputed in the backward pass from `both` and b: autodiff would hold ~4x their size.
-    video, foreground, mask = layers.recomputed_in_backward(compose, chunked_compose)(
-        both, background)
+    video, foreground, mask = layers.recomputed_in_backward(compose)(both, background)
     return GeneratorOutput(video=video, foreground=foreground,
                            background=background.astype(jnp.float32), mask=mask)
 
@@ -106,13 +104,3 @@ def compose(heads: jax.Array, background: jax.Array) -> tuple[jax.Array, jax.Arr
   foreground, mask = jnp.tanh(heads[..., :-1]), nn.sigmoid(heads[..., -1:])
   video = mask * foreground + (1.0 - mask) * background[:, None]
   return video, foreground, mask
-
-
-def chunked_compose(heads: jax.Array, background: jax.Array) -> tuple[jax.Array, jax.Array,
-                                                                       jax.Array]:
-  """`compose` a few clips at a time for a large batch. Its results are then computed in full
-  before use: XLA would otherwise recompute the video inside each of D's fusions that read it,
-  holding f, m and b until D's last pass."""
-  bytes_per_clip = 3 * math.prod(heads.shape[1:]) * 4  # heads, video, f and m, in float32
-  outputs = layers.map_clip_chunks(compose, [heads, background], bytes_per_clip)
-  return tuple(y.reshape(-1, *y.shape[2:]) for y in outputs)

@@ -70,10 +70,9 @@ def _normalize_batch(x, scale, bias, epsilon, activation):
   return _normalize(x, mean, var, scale, bias, epsilon, activation, x.dtype), mean, var
 
 
-def recomputed_in_backward(fn, forward=None):
+def recomputed_in_backward(fn):
   """`fn` (arrays -> a pytree of arrays), differentiable, whose backward pass recomputes it from its
   inputs once the outputs' gradient is known: only the inputs are kept from the forward pass.
-  `forward`: the same function computed another way, for the forward pass.
 
   For cheap elementwise work (BatchNorm and its activation, the generator's composition) whose
   intermediates autodiff would keep from the forward to the backward pass: XLA's fusions read
@@ -84,13 +83,13 @@ def recomputed_in_backward(fn, forward=None):
 
   @jax.custom_vjp
   def wrapped(*args):
-    return (forward or fn)(*args)
+    return fn(*args)
 
   def backward(args, cotangents):
     gradient = jax.tree.leaves(cotangents)[0]
     return jax.vjp(fn, *[computed_after(a, gradient) for a in args])[1](cotangents)
 
-  wrapped.defvjp(lambda *args: ((forward or fn)(*args), args), backward)
+  wrapped.defvjp(lambda *args: (fn(*args), args), backward)
   return wrapped
 
 
@@ -523,12 +522,8 @@ def _up_conv_cpu(x: jax.Array, kernel: jax.Array) -> jax.Array:
 
 def _up_conv_cpu_backward(residuals, grad):
   x, kernel = residuals
-  # The input gradient of a transposed convolution is the strided convolution of the output's
-  # gradient with the kernel flipped and its channels swapped: `_down_conv_cpu`, a few clips at a
-  # time for a large batch. (Autodiff of the sub-pixel phases held 8 results of the input's size
-  # at once before adding them: 1 GiB for G's fourth layer at paper size, batch 64.)
-  flipped = kernel[(slice(None, None, -1),) * (kernel.ndim - 2)].swapaxes(-1, -2)
-  return _down_conv_cpu(grad, flipped), _kernel_gradient(_up_conv_decomposed, x, kernel, grad)
+  (grad_x,) = jax.vjp(lambda a: _up_conv_decomposed(a, kernel), x)[1](grad)
+  return grad_x, _kernel_gradient(_up_conv_decomposed, x, kernel, grad)
 
 
 _up_conv_cpu.defvjp(lambda x, kernel: (_up_conv_cpu(x, kernel), (x, kernel)),
