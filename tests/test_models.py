@@ -266,33 +266,43 @@ def test_leaky_relu_gradient_from_its_output_is_autodiffs():
 @pytest.mark.parametrize('chunked', [False, True])
 def test_generator_gradients_are_the_same_whichever_convolutions_run(test_config, chunked,
                                                                      monkeypatch):
-  """Training mode (BatchNorm's backward recomputed, the heads' matmul in chunks of clips on CPU):
-  parameter gradients and batch statistics agree with XLA's convolutions."""
+  """Training mode: with the CPU convolutions and the backward passes that recompute BatchNorm,
+  ReLU and Eq. 2 (`recomputed_in_backward`), parameter gradients and batch statistics agree with
+  plain autodiff through XLA's convolutions."""
   if chunked:
     monkeypatch.setattr(layers, 'CHUNK_BYTES', 1)
     monkeypatch.setattr(layers, 'UNCHUNKED_BYTES', 0)
   model = test_config.model
   z = jax.random.normal(jax.random.PRNGKey(0), (3, model.latent_dim))
-  cotangents = None
-  results = []
+  cotangents, results = None, []
   for impl in ('xla', 'auto'):
     with model.unlocked():
       model.conv_impl = impl
-    generator = models.build_generator(model)
-    variables = models.build_generator(model).init(jax.random.PRNGKey(1), z, train=False)
-
-    def loss(params):
-      out, updates = generator.apply({**variables, 'params': params}, z, train=True,
-                                     mutable=['batch_stats'])
-      return (jnp.vdot(out.video, cotangents[0]) + jnp.vdot(out.mask, cotangents[1]),
-              updates['batch_stats'])
-
-    if cotangents is None:
-      shapes = jax.eval_shape(lambda: generator.apply(variables, z, train=False))
-      cotangents = [jax.random.normal(jax.random.PRNGKey(2), shapes.video.shape),
-                    jax.random.normal(jax.random.PRNGKey(3), shapes.mask.shape)]
-    results.append(jax.jit(jax.grad(loss, has_aux=True))(variables['params']))
-  (grads_xla, stats_xla), (grads_auto, stats_auto) = results
+    with monkeypatch.context() as patch:
+      if impl == 'xla':  # the reference: autodiff all the way
+        patch.setattr(layers, 'recomputed_in_backward', lambda fn, forward=None: fn)
+      results.append(generator_gradients(model, z, cotangents))
+    cotangents = cotangents or results[-1][2]
+  (grads_xla, stats_xla, _), (grads_auto, stats_auto, _) = results
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4),
                (grads_auto, stats_auto), (grads_xla, stats_xla))
   assert float(jnp.abs(grads_xla['trunk']['BatchNorm_3']['scale']).max()) > 0
+
+
+def generator_gradients(model, z, cotangents):
+  """(parameter gradients, updated batch statistics, cotangents) of <G(z), cotangents> in
+  training mode; random cotangents for the video and the mask when None."""
+  generator = models.build_generator(model)
+  variables = generator.init(jax.random.PRNGKey(1), z, train=False)
+  if cotangents is None:
+    shapes = jax.eval_shape(lambda: generator.apply(variables, z, train=False))
+    cotangents = [jax.random.normal(jax.random.PRNGKey(2), shapes.video.shape),
+                  jax.random.normal(jax.random.PRNGKey(3), shapes.mask.shape)]
+
+  def loss(params):
+    out, updates = generator.apply({**variables, 'params': params}, z, train=True,
+                                   mutable=['batch_stats'])
+    return (jnp.vdot(out.video, cotangents[0]) + jnp.vdot(out.mask, cotangents[1]),
+            updates['batch_stats'])
+
+  return (*jax.jit(jax.grad(loss, has_aux=True))(variables['params']), cotangents)

@@ -57,7 +57,7 @@ def _batch_statistics(x: jax.Array) -> tuple[jax.Array, jax.Array]:
   return mean, jnp.square(x - mean).mean(axes)
 
 
-def _normalize(x, mean, var, scale, bias, epsilon: float, activation, dtype) -> jax.Array:
+def _normalize(x, mean, var, scale, bias, *, epsilon: float, activation, dtype) -> jax.Array:
   """activation((x - mean) / sqrt(var + epsilon) * scale + bias), computed in float32."""
   multiplier = scale * lax.rsqrt(var + epsilon)
   return activation((x.astype(jnp.float32) - mean) * multiplier + bias).astype(dtype)
@@ -67,7 +67,8 @@ def _normalize_batch(x, scale, bias, epsilon, activation):
   """Training-mode BatchNorm and an activation: x [..., C] -> (y [..., C] in x's dtype, the batch's
   mean [C] and variance [C])."""
   mean, var = _batch_statistics(x)
-  return _normalize(x, mean, var, scale, bias, epsilon, activation, x.dtype), mean, var
+  return _normalize(x, mean, var, scale, bias, epsilon=epsilon, activation=activation,
+                    dtype=x.dtype), mean, var
 
 
 def recomputed_in_backward(fn):
@@ -120,24 +121,30 @@ class BatchNorm(nn.Module):
   dtype: jnp.dtype = jnp.float32  # of the output
 
   @nn.compact
-  def __call__(self, x: jax.Array) -> jax.Array:
+  def __call__(self, x: jax.Array, deferred: bool = False):
+    """x [..., C] -> y [..., C]; or, `deferred`, (fn, params) with y = fn(x, *params): for the next
+    layer to recompute y in its own backward pass rather than keep it (see `TwoStreamGenerator`)."""
     shape = (x.shape[-1],)
     scale = self.param('scale', self.scale_init, shape, jnp.float32)
     bias = self.param('bias', nn.initializers.zeros_init(), shape, jnp.float32)
     running_mean = self.variable('batch_stats', 'mean', jnp.zeros, shape, jnp.float32)
     running_var = self.variable('batch_stats', 'var', jnp.ones, shape, jnp.float32)
     x = x.astype(self.dtype)
+    normalize = functools.partial(_normalize, epsilon=self.epsilon, activation=self.activation,
+                                  dtype=self.dtype)
     if self.use_running_average:
-      return _normalize(x, running_mean.value, running_var.value, scale, bias, self.epsilon,
-                        self.activation, self.dtype)
-    normalize = functools.partial(_normalize_batch, epsilon=self.epsilon,
-                                  activation=self.activation)
-    y, mean, var = recomputed_in_backward(normalize)(x, scale, bias)
+      params = (running_mean.value, running_var.value, scale, bias)
+      return (normalize, params) if deferred else normalize(x, *params)
+    if deferred:
+      mean, var = recomputed_in_backward(_batch_statistics)(x)
+    else:
+      y, mean, var = recomputed_in_backward(functools.partial(
+          _normalize_batch, epsilon=self.epsilon, activation=self.activation))(x, scale, bias)
     if not self.is_initializing():
       for running, batch in ((running_mean, mean), (running_var, var)):
         running.value = (self.momentum * running.value
                          + (1 - self.momentum) * lax.stop_gradient(batch))
-    return y
+    return (normalize, (mean, var, scale, bias)) if deferred else y
 
 
 def batch_norm(train: bool, scale_stddev: float, name: str | None = None,
