@@ -280,7 +280,7 @@ def test_generator_gradients_are_the_same_whichever_convolutions_run(test_config
       model.conv_impl = impl
     with monkeypatch.context() as patch:
       if impl == 'xla':  # the reference: autodiff all the way
-        patch.setattr(layers, 'recomputed_in_backward', lambda fn, forward=None: fn)
+        patch.setattr(layers, 'recomputed_in_backward', lambda fn: fn)
       results.append(generator_gradients(model, z, cotangents))
     cotangents = cotangents or results[-1][2]
   (grads_xla, stats_xla, _), (grads_auto, stats_auto, _) = results
