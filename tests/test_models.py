@@ -100,22 +100,28 @@ def test_discriminator_names_a_wrong_input_shape(test_config):
 
 # 'chunked': im2col / col2im temporaries built one clip at a time (`lax.map` over clips), as a
 # large batch does.
-@pytest.mark.parametrize('impl', ['decomposed', 'matmul', 'auto', 'auto-chunked', 'matmul-chunked'])
+# 'auto-strided': every transposed convolution's kernel gradient through the strided one's.
+@pytest.mark.parametrize('impl', ['decomposed', 'matmul', 'auto', 'auto-chunked', 'matmul-chunked',
+                                  'auto-strided'])
 # Batches of 5 and 6: `auto` sums kernel gradients over several slices of clips.
 @pytest.mark.parametrize('shape', [(2, 4, 8, 8, 5), (1, 6, 6, 10, 3), (5, 2, 4, 4, 8),
                                    (6, 2, 4, 6, 3)])
 def test_cpu_convolutions_match_xla(shape, impl, monkeypatch):
   """Values and gradients (input and kernel) of the CPU formulations equal XLA's convolutions."""
-  impl, chunked = impl.removesuffix('-chunked'), impl.endswith('-chunked')
-  if chunked:  # and kernel-gradient slices ordered one after the other
+  impl, variant = (impl.split('-') + [''])[:2]
+  if variant == 'chunked':  # and kernel-gradient slices ordered one after the other
     monkeypatch.setattr(layers, 'CHUNK_BYTES', 1)
     monkeypatch.setattr(layers, 'UNCHUNKED_BYTES', 0)
     monkeypatch.setattr(layers, 'KERNEL_GRADIENT_ORDERED_BYTES', 0)
+  # Plain 'auto' takes the sub-pixel phases' kernel gradient at every size.
+  monkeypatch.setattr(layers, 'STRIDED_KERNEL_GRADIENT_POSITIONS',
+                      0 if variant == 'strided' else 2 ** 30)
   keys = jax.random.split(jax.random.PRNGKey(0), 4)
   x = jax.random.normal(keys[0], shape)
   channels = shape[-1]
-  # 7 and 2 output channels: `auto` takes its wide and its thin (matmul) path for up-convolutions.
-  for apply, out_channels in ((layers.up_conv_apply, 7), (layers.up_conv_apply, 2),
+  # `auto` takes its wide path (sub-pixel phases) and its thin one (matmul) for up-convolutions.
+  for apply, out_channels in ((layers.up_conv_apply, layers.THIN_CHANNELS + 1),
+                              (layers.up_conv_apply, 2),
                               (layers.down_conv_apply, 6)):
     kernel = jax.random.normal(keys[1], (4, 4, 4, channels, out_channels))
     for inputs, weights in ((x, kernel), (x[:, 0], kernel[0])):  # 3-D and 2-D
