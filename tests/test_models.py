@@ -113,6 +113,8 @@ def test_cpu_convolutions_match_xla(shape, impl, monkeypatch):
     monkeypatch.setattr(layers, 'CHUNK_BYTES', 1)
     monkeypatch.setattr(layers, 'UNCHUNKED_BYTES', 0)
     monkeypatch.setattr(layers, 'KERNEL_GRADIENT_ORDERED_BYTES', 0)
+  # Slices of 2 clips, however small (batches of 5 and 6: several slices).
+  monkeypatch.setattr(layers, 'KERNEL_GRADIENT_SLICE_BYTES', 0)
   # Plain 'auto' takes the sub-pixel phases' kernel gradient at every size.
   monkeypatch.setattr(layers, 'STRIDED_KERNEL_GRADIENT_POSITIONS',
                       0 if variant == 'strided' else 2 ** 30)
@@ -136,16 +138,23 @@ def test_cpu_convolutions_match_xla(shape, impl, monkeypatch):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-3)
 
 
-def test_kernel_gradient_slices_fit_the_partial_gradient_budget():
+def test_kernel_gradient_slices_fit_the_partial_gradient_and_slice_budgets():
   kernel = lambda c, o: jax.ShapeDtypeStruct((4, 4, 4, c, o), jnp.float32)
-  # D's second layer at batch 64: a 2 MiB kernel, 32 slices of 2 clips (64 MiB of partials).
-  assert layers._kernel_gradient_clips(64, kernel(64, 128)) == 2
+  mib = 2 ** 20
+  # D's second layer at batch 64: a 2 MiB kernel, 4 MiB of input per clip: 32 slices of 2 clips
+  # (64 MiB of partials).
+  assert layers._kernel_gradient_clips(64, kernel(64, 128), 4 * mib) == 2
   # Its fourth: 32 MiB, so at most 2 slices (64 MiB): 32 clips each.
-  assert layers._kernel_gradient_clips(64, kernel(256, 512)) == 32
+  assert layers._kernel_gradient_clips(64, kernel(256, 512), mib // 4) == 32
   # Batch 8, third layer (8 MiB): 4 slices of 2 clips fit. Batch 6: a divisor of 6.
-  assert layers._kernel_gradient_clips(8, kernel(128, 256)) == 2
-  assert layers._kernel_gradient_clips(6, kernel(256, 512)) == 2
-  assert layers._kernel_gradient_clips(1, kernel(3, 64)) == 1
+  assert layers._kernel_gradient_clips(8, kernel(128, 256), mib) == 2
+  assert layers._kernel_gradient_clips(6, kernel(256, 512), mib) == 2
+  assert layers._kernel_gradient_clips(1, kernel(3, 64), 4 * mib) == 1
+  # The background's 8x8 -> 16x16 layer (128 KiB of gradient per clip): slices grow to 2 MiB.
+  background_kernel = jax.ShapeDtypeStruct((4, 4, 256, 128), jnp.float32)
+  assert layers._kernel_gradient_clips(64, background_kernel, mib // 8) == 16
+  # Small clips: one slice of the whole batch, odd ones too.
+  assert layers._kernel_gradient_clips(5, kernel(8, 8), 1024) == 5
 
 
 def test_space_to_depth_round_trips_and_patches_are_adjoint_to_overlap_add():

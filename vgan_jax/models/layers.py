@@ -455,22 +455,31 @@ KERNEL_GRADIENT_PARTIAL_BYTES = 64 * 2 ** 20
 # otherwise prepare every slice's inputs up front (0.7 GiB at batch 64). Smaller inputs run faster
 # side by side.
 KERNEL_GRADIENT_ORDERED_BYTES = 64 * 2 ** 20
+# Where a clip's input and gradient are small, slices grow until either reaches this many bytes:
+# there the convolutions run faster on more clips (at batch 64, GFLOP/s in slices of 2 clips -> of
+# this size: the background's 4x4 -> 8x8 layer 23 -> 186, 8x8 -> 16x16 70 -> 151, 16x16 -> 32x32
+# 106 -> 126), and fewer slices make a smaller program.
+KERNEL_GRADIENT_SLICE_BYTES = 2 * 2 ** 20
 
 
-def _kernel_gradient_clips(batch: int, kernel: jax.Array) -> int:
+def _kernel_gradient_clips(batch: int, kernel: jax.Array, bytes_per_clip: int) -> int:
   """Clips per kernel-gradient slice: `KERNEL_GRADIENT_CLIPS`, doubled until the slices fit
-  `KERNEL_GRADIENT_MAX_SLICES` and `KERNEL_GRADIENT_PARTIAL_BYTES`; a divisor of `batch`."""
+  `KERNEL_GRADIENT_MAX_SLICES` and `KERNEL_GRADIENT_PARTIAL_BYTES`, and further while the slice's
+  input or gradient (the larger, `bytes_per_clip` each clip) fits `KERNEL_GRADIENT_SLICE_BYTES`;
+  a divisor of `batch`."""
   max_slices = max(1, min(KERNEL_GRADIENT_MAX_SLICES,
                           KERNEL_GRADIENT_PARTIAL_BYTES // _nbytes(kernel)))
   clips = KERNEL_GRADIENT_CLIPS
-  while batch > clips * max_slices:
+  while clips < batch and (batch > clips * max_slices
+                           or 2 * clips * bytes_per_clip <= KERNEL_GRADIENT_SLICE_BYTES):
     clips *= 2
-  return math.gcd(batch, clips)
+  return batch if clips >= batch else math.gcd(batch, clips)
 
 
 def _kernel_gradient(conv, x: jax.Array, kernel: jax.Array, grad: jax.Array) -> jax.Array:
   """d<conv(x, kernel), grad>/dkernel, summed over slices of clips (`_kernel_gradient_clips`)."""
-  clips = _kernel_gradient_clips(x.shape[0], kernel)
+  clips = _kernel_gradient_clips(x.shape[0], kernel,
+                                 max(_nbytes(x), _nbytes(grad)) // x.shape[0])
   ordered = _nbytes(x) >= KERNEL_GRADIENT_ORDERED_BYTES
   partials = []
   for start in range(0, x.shape[0], clips):
