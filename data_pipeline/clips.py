@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 
 from data_pipeline import stabilize as stabilization
-from vgan_jax.video_io import square_crop
+from vgan_io.media import square_crop
 
 VIDEO_EXTENSIONS = ('.mp4', '.avi', '.mov', '.mkv', '.webm', '.m4v', '.mpg', '.mpeg', '.wmv',
                     '.flv', '.ogv', '.3gp', '.ts', '.mts')

@@ -68,30 +68,41 @@ def synthetic_dataset(scene: str, frames: int, size: int, seed: int = 0, start_i
   return indices.map(clip, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
 
-def _decode_strip(jpeg: tf.Tensor, size: int) -> tf.Tensor:
-  """A JPEG strip of square frames -> uint8 [T, S, S, 3] with S as small as 1/2, 1/4 or 1/8 of the
-  stored side allows while S >= size.
+def decode_strip(jpeg: tf.Tensor, size: int | None = None) -> tf.Tensor:
+  """A JPEG strip of square frames (the authors' layout) -> uint8 [T, S, S, 3], in a tf.data graph.
 
-  libjpeg scales in the DCT while decoding: a 128x128 strip decodes straight to 64x64 faster than
-  at full size, and averages like an area filter.
+  With `size`, S is as small as 1/2, 1/4 or 1/8 of the stored side allows while S >= size:
+  libjpeg scales in the DCT while decoding, so a 128x128 strip decodes straight to 64x64 faster
+  than at full size, averaging like an area filter. Without, S is the stored side. (The training
+  input and the UCF101 reader both decode with this; `shards.decode_strip` is the host-side numpy
+  twin that checks files.)
   """
-  width = tf.io.extract_jpeg_shape(jpeg)[1]
-  usable = [tf.logical_and(width >= size * r, width % r == 0) for r in (2, 4, 8)]
-  branch = tf.reduce_sum(tf.cast(tf.stack(usable), tf.int32))  # ratios 2, 4, 8 nest
-  strip = tf.switch_case(branch, [lambda r=r: tf.io.decode_jpeg(jpeg, channels=3, ratio=r)
-                                  for r in (1, 2, 4, 8)])
+  if size is None:
+    strip = tf.io.decode_jpeg(jpeg, channels=3)
+  else:
+    width = tf.io.extract_jpeg_shape(jpeg)[1]
+    usable = [tf.logical_and(width >= size * r, width % r == 0) for r in (2, 4, 8)]
+    branch = tf.reduce_sum(tf.cast(tf.stack(usable), tf.int32))  # ratios 2, 4, 8 nest
+    strip = tf.switch_case(branch, [lambda r=r: tf.io.decode_jpeg(jpeg, channels=3, ratio=r)
+                                    for r in (1, 2, 4, 8)])
   side = tf.shape(strip)[1]
   return tf.reshape(strip, (-1, side, side, 3))
+
+
+def repeat_last_frame(video: tf.Tensor, frames: int) -> tf.Tensor:
+  """[T, ...] -> [max(T, frames), ...]: a clip shorter than `frames` repeats its last frame (as
+  the authors' loader does)."""
+  missing = tf.maximum(frames - tf.shape(video)[0], 0)
+  return tf.concat([video, tf.repeat(video[-1:], missing, axis=0)], axis=0)
 
 
 def decode_clip(serialized: tf.Tensor, frames: int, size: int) -> dict[str, tf.Tensor]:
   """One serialized Example -> {'video': uint8 [frames, size, size, 3]}."""
   features = tf.io.parse_single_example(
       serialized, {CLIP_JPEG: tf.io.FixedLenFeature([], tf.string)})
-  video = _decode_strip(features[CLIP_JPEG], size)
-  # Too short: repeat the last frame (as the authors' loader does); too long: the first frames.
-  missing = tf.maximum(frames - tf.shape(video)[0], 0)
-  video = tf.concat([video, tf.repeat(video[-1:], missing, axis=0)], axis=0)[:frames]
+  video = decode_strip(features[CLIP_JPEG], size)
+  # Too short: repeat the last frame; too long: the first frames.
+  video = repeat_last_frame(video, frames)[:frames]
 
   def scale():  # what the JPEG decoder's scaling left: scaled, not cropped
     scaled = tf.image.resize(video, (size, size), method='area', antialias=True)

@@ -27,7 +27,7 @@ import tqdm
 from absl import logging
 
 from data_pipeline import clips, shards, synthetic
-from vgan_jax import files, video_io
+from vgan_io import files, media
 
 CLIPS_PER_RELEASED_SHARD = 1024
 
@@ -323,5 +323,5 @@ def render_demo_videos(folder: str, scene: str, count: int = 4, frames: int = 10
     video = synthetic.render_clip(scene, index, frames=frames, size=2 * size, seed=seed)
     shaken, _ = synthetic.add_camera_shake(video, seed=seed * 1000 + index)
     small = [cv2.resize(frame, (size, size), interpolation=cv2.INTER_AREA) for frame in shaken]
-    video_io.write_video(path, np.stack(small), fps)
+    media.write_video(path, np.stack(small), fps)
   return paths

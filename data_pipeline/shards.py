@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 import tensorflow as tf
 
-from vgan_jax.files import atomic_path
+from vgan_io.files import atomic_path
 
 CLIP_JPEG = 'clip/jpeg'  # bytes: frames [T, S, S, 3] stacked vertically into one [T*S, S, 3] JPEG
 SHARD_SUFFIX = '.tfrecord'

@@ -23,8 +23,8 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from data_pipeline import clips, shards, stabilize
-from vgan_jax import files, video_io
+from data_pipeline import clips, input_pipeline, shards, stabilize
+from vgan_io import files, media
 
 VIDEOS = 'UCF-101'
 LISTS = 'ucfTrainTestlist'
@@ -165,16 +165,8 @@ def _parse(serialized):
       shards.CLIP_JPEG: tf.io.FixedLenFeature([], tf.string),
       'clip/label': tf.io.FixedLenFeature([], tf.int64),
       'clip/source': tf.io.FixedLenFeature([], tf.string)})
-  strip = tf.io.decode_jpeg(features[shards.CLIP_JPEG], channels=3)
-  width = tf.shape(strip)[1]
-  return (tf.reshape(strip, (-1, width, width, 3)), tf.cast(features['clip/label'], tf.int32),
-          features['clip/source'])
-
-
-def _at_least(video, frames):
-  """Videos shorter than `frames` repeat their last frame (as the authors' loader does)."""
-  missing = tf.maximum(frames - tf.shape(video)[0], 0)
-  return tf.concat([video, tf.repeat(video[-1:], missing, axis=0)], axis=0)
+  return (input_pipeline.decode_strip(features[shards.CLIP_JPEG]),
+          tf.cast(features['clip/label'], tf.int32), features['clip/source'])
 
 
 def train_dataset(cache_path: str, frames: int, batch_size: int, seed: int,
@@ -195,7 +187,7 @@ def train_dataset(cache_path: str, frames: int, batch_size: int, seed: int,
 
 def _random_window(video, label, frames, seed, index):
   """A `frames`-long window of `video` whose start is a pure function of (seed, index)."""
-  video = _at_least(video, frames)
+  video = input_pipeline.repeat_last_frame(video, frames)
   start = tf.random.stateless_uniform((), tf.stack([tf.cast(seed, tf.int64), index]), 0,
                                       tf.shape(video)[0] - frames + 1, tf.int32)
   return {'video': video[start:start + frames], 'label': label}
@@ -205,7 +197,7 @@ def test_windows(cache_path: str, frames: int, windows: int):
   """Per video, in file order: (uint8 [windows, frames, S, S, 3] evenly spaced windows, label)."""
   def spaced(video, label, source):
     del source
-    video = _at_least(video, frames)
+    video = input_pipeline.repeat_last_frame(video, frames)
     last = tf.shape(video)[0] - frames
     starts = tf.cast(tf.round(tf.linspace(0.0, tf.cast(last, tf.float32), windows)), tf.int32)
     return tf.map_fn(lambda s: video[s:s + frames], starts, fn_output_signature=tf.uint8), label
@@ -247,7 +239,7 @@ def write_synthetic_ucf(data_dir: str, classes: tuple[str, ...] = tuple(MOTIONS)
     os.makedirs(os.path.join(data_dir, VIDEOS, name), exist_ok=True)
     for group in range(train_per_class + test_per_class):
       relative = f'{name}/v_{name}_g{group + 1:02d}_c01.avi'
-      video_io.write_video(os.path.join(data_dir, VIDEOS, relative),
+      media.write_video(os.path.join(data_dir, VIDEOS, relative),
                            _synthetic_action(name, rng, frames, size), 25.0)
       lists['train' if group < train_per_class else 'test'].append(relative)
   os.makedirs(os.path.join(data_dir, LISTS), exist_ok=True)

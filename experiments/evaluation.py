@@ -15,7 +15,8 @@ from flax.metrics import tensorboard
 from tqdm import tqdm
 
 from data_pipeline import ucf101
-from vgan_jax import action_recognition, checkpoint, files
+from vgan_io import files
+from vgan_jax import action_recognition, checkpoint
 
 INITS = ('gan', 'random')
 SWEEP_FRACTIONS = (1 / 32, 1 / 16, 1 / 8, 1 / 4, 1 / 2, 1.0)

@@ -22,7 +22,7 @@ from absl import app, flags, logging
 
 from data_pipeline import clips, prepare, ucf101
 from experiments import common, evaluation, training
-from vgan_jax import files
+from vgan_io import files
 
 METHODS = (('gan', 'finetune'), ('random', 'finetune'), ('gan', 'linear'), ('random', 'linear'))
 

@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from data_pipeline import input_pipeline
 from experiments import common
+from vgan_io import media
 from vgan_jax import checkpoint, parallel, train_state, train_step, video_io
 
 
@@ -56,8 +57,8 @@ def write_samples(output, workdir: str, step: int, config: ml_collections.Config
   middle frame."""
   scale = max(1, 64 // config.model.size)  # small frames are hard to see
   for stream, videos in video_io.stream_videos(jax.device_get(output)).items():
-    grid = video_io.video_grid(videos, scale=scale)
-    video_io.write_gif(os.path.join(workdir, 'samples', f'{step:07d}_{stream}.gif'), grid,
+    grid = media.video_grid(videos, scale=scale)
+    media.write_gif(os.path.join(workdir, 'samples', f'{step:07d}_{stream}.gif'), grid,
                        config.sample_fps)
     writer.image(f'samples/{stream}', grid[len(grid) // 2], step)
 

@@ -24,8 +24,9 @@ import numpy as np
 from absl import app, flags, logging
 
 from experiments import common
-from vgan_jax import files, sampling, train_step, video_io
-from vgan_jax.models import layers
+from vgan_io import files, media
+from vgan_jax import sampling, train_step
+from vgan_jax import models
 
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.webp')
 INDEX = 'units.json'
@@ -33,8 +34,6 @@ GREY = 128  # fills the parts of a receptive field that lie outside the image
 VIEW_SIZE = 64  # crops are enlarged (nearest neighbour) to at least this many pixels
 GAP = 2  # white pixels between and around the crops of a unit's PNG
 BATCH_SIZE = 64  # images per encoder call (padded, so there is one compile)
-# Every encoder layer is a 4x4 convolution with stride 2 and padding 1 (models/encoder.py).
-STRIDE = 2
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Work directory of a future-prediction model '
                                '(or its checkpoints/ folder).')
@@ -49,20 +48,6 @@ _COLUMNS = flags.DEFINE_integer('columns', 0, 'Crops per row of a PNG (0: all in
 _OUTPUT_DIR = flags.DEFINE_string('output_dir', None, 'Where the PNGs and units.json go (default: '
                                   'WORKDIR/units).')
 _STEP = flags.DEFINE_integer('step', None, 'Checkpoint step (default: the latest).')
-
-
-def receptive_field(layer: int, position: tuple[int, int]) -> tuple[int, int, int]:
-  """(top, left, size) in input pixels of what encoder layer `layer` sees at `position` (row,
-  column). Top and left may be negative, and top + size may pass the image: the zero padding."""
-  size, jump, start = 1, 1, 0  # the input pixels themselves
-  for _ in range(layer + 1):
-    # Each 4x4 stride-2 convolution widens the field by 3 of the previous layer's steps, its
-    # padding of 1 moves the first field back by one step, and its stride doubles the step.
-    size += (layers.KERNEL - 1) * jump
-    start -= layers.DOWN_PADDING * jump
-    jump *= STRIDE
-  row, column = position
-  return start + row * jump, start + column * jump, size
 
 
 def find_images(spec: str) -> list[str]:
@@ -92,7 +77,7 @@ def load_images(paths: Sequence[str], size: int) -> np.ndarray:
   file that is not an image."""
   images, changed = [], []
   for path in paths:
-    image, note = video_io.load_image(path, size)
+    image, note = media.load_image(path, size)
     images.append(image)
     if note:
       changed.append(f'{path}: {note}')
@@ -112,15 +97,8 @@ def encoder_activations(encoder: Any, variables: dict, images: jax.Array,
                         layer: int) -> jax.Array:
   """images [N, S, S, C] (uint8, or float in [-1, 1]) -> the output of `encoder`'s conv layer
   `layer` after its BatchNorm (inference mode) and LeakyReLU: [N, S / 2**(layer+1), ..., C_l]."""
-  names = (f'conv{layer}', f'norm{layer}')
-  _, captured = encoder.apply(
-      variables, train_step.normalize_video(jnp.asarray(images)), train=False,
-      capture_intermediates=lambda module, method: module.name in names and method == '__call__',
-      mutable=['intermediates'])
-  captured = captured['intermediates']
-  # The last module of the layer: its BatchNorm, where it has one (all but the first layer).
-  before_activation = captured.get(names[1], captured[names[0]])['__call__'][0]
-  return layers.leaky_relu(before_activation)
+  return encoder.apply(variables, train_step.normalize_video(jnp.asarray(images)), train=False,
+                       output_layer=layer)
 
 
 def unit_activations(encoder: Any, variables: dict, images: np.ndarray, layer: int,
@@ -174,7 +152,7 @@ def tile_crops(crops: Sequence[np.ndarray], columns: int = 0, scale: int = 1,
   """uint8 crops [size, size, 3] -> one uint8 image, `columns` per row (0: one row), each
   enlarged `scale` times, with `gap` white pixels between and around them."""
   stacked = np.stack(crops)[:, None]  # as one-frame videos for video_grid
-  return video_io.video_grid(stacked, columns=columns or len(crops), padding=gap,
+  return media.video_grid(stacked, columns=columns or len(crops), padding=gap,
                              scale=scale)[0]
 
 
@@ -219,7 +197,7 @@ def unit_entries(top: Sequence[tuple[int, int, int, float]], paths: Sequence[str
   """The index's records of one unit's strongest activations."""
   entries = []
   for image, row, column, value in top:
-    crop_top, crop_left, size = receptive_field(layer, (row, column))
+    crop_top, crop_left, size = models.receptive_field(layer, (row, column))
     entries.append({'image': paths[image], 'position': [row, column],
                     'crop': {'top': crop_top, 'left': crop_left, 'size': size},
                     'activation': value})
@@ -246,7 +224,7 @@ def visualize_units(workdir: str, images: str, layer: int | None = None,
   units = choose_units(units, encoder.width * 2 ** layer, num_units)
   pixels = load_images(paths, config.model.size)
   activations = unit_activations(encoder, variables, pixels, layer, units)
-  size = receptive_field(layer, (0, 0))[2]
+  size = models.receptive_field(layer, (0, 0))[2]
   output_dir = output_dir or os.path.join(workdir, 'units')
   index = {'workdir': os.path.abspath(workdir), 'step': step, 'layer': layer,
            'receptive_field': size, 'image_size': config.model.size, 'num_images': len(paths),
@@ -255,7 +233,7 @@ def visualize_units(workdir: str, images: str, layer: int | None = None,
   for i, unit in enumerate(units):
     top = top_activations(activations[..., i], top_k)
     entries = unit_entries(top, paths, layer)
-    crops = [crop_region(pixels[n], *receptive_field(layer, (row, column)))
+    crops = [crop_region(pixels[n], *models.receptive_field(layer, (row, column)))
              for n, row, column, _ in top]
     written.append(os.path.join(output_dir, f'unit_{unit:03d}.png'))
     write_png(written[-1], tile_crops(crops, columns, view_scale(size)))

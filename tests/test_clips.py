@@ -7,7 +7,7 @@ import pytest
 import video_files
 
 from data_pipeline import clips, synthetic
-from vgan_jax import video_io
+from vgan_io import media
 
 UNSTABILIZED = dict(frames=16, size=32, stride=16, stabilize=False)
 
@@ -64,7 +64,7 @@ def test_a_faster_source_is_resampled_to_25_fps(tmp_path):
 def test_filters_drop_dark_flat_and_static_clips(tmp_path):
   dark = np.full((40, 32, 32, 3), 5, np.uint8)
   path = str(tmp_path / 'dark.avi')
-  video_io.write_video(path, dark, 25)
+  media.write_video(path, dark, 25)
   found, log = _clips(path, min_brightness=20)
   assert not found and log.rejected['clip too dark'] == 2
   assert _clips(path, min_contrast=5)[1].rejected['clip too flat'] == 2
@@ -74,7 +74,7 @@ def test_filters_drop_dark_flat_and_static_clips(tmp_path):
 def test_stabilized_clips_carry_their_figures(tmp_path):
   video, _, _ = synthetic.jittered_scene(40, 64, seed=0)
   path = str(tmp_path / 'shaky.avi')
-  video_io.write_video(path, video, 25)
+  media.write_video(path, video, 25)
   found, log = _clips(path, size=64, stabilize=True)
   assert len(found) == 2 and not log.rejected
   stats = found[0].stats

@@ -12,7 +12,8 @@ import video_files
 
 from data_pipeline import synthetic
 from experiments import training
-from vgan_jax import configs, losses, models, sampling, train_state, train_step, video_io
+from vgan_io import media
+from vgan_jax import configs, losses, models, sampling, train_state, train_step
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -101,7 +102,7 @@ def test_load_image_crops_scales_and_notes(tmp_path):
   image = np.zeros((40, 80, 3), np.uint8)
   image[:, 20:60] = 255  # the centre square is white
   cv2.imwrite(str(tmp_path / 'wide.png'), image)
-  loaded, note = video_io.load_image(str(tmp_path / 'wide.png'), 32)
+  loaded, note = media.load_image(str(tmp_path / 'wide.png'), 32)
   assert loaded.shape == (32, 32, 3) and loaded.min() == 255
   assert note == '80x40 centre-cropped and scaled to 32x32'
 

@@ -8,6 +8,9 @@ import numpy as np
 import pytest
 
 from vgan_jax import configs, models
+from vgan_jax import memory
+from vgan_jax.conv import CpuBudgets
+from vgan_jax.models import generator as generator_module
 from vgan_jax.models import layers
 
 
@@ -98,86 +101,6 @@ def test_discriminator_names_a_wrong_input_shape(test_config):
     discriminator.init(jax.random.PRNGKey(0), jnp.zeros((2, 8, 32, 32, 3)), train=False)
 
 
-# 'chunked': im2col / col2im temporaries built one clip at a time (`lax.map` over clips), as a
-# large batch does.
-# 'auto-strided': every transposed convolution's kernel gradient through the strided one's.
-@pytest.mark.parametrize('impl', ['decomposed', 'matmul', 'auto', 'auto-chunked', 'matmul-chunked',
-                                  'auto-strided'])
-# Batches of 5 and 6: `auto` sums kernel gradients over several slices of clips.
-@pytest.mark.parametrize('shape', [(2, 4, 8, 8, 5), (1, 6, 6, 10, 3), (5, 2, 4, 4, 8),
-                                   (6, 2, 4, 6, 3)])
-def test_cpu_convolutions_match_xla(shape, impl, monkeypatch):
-  """Values and gradients (input and kernel) of the CPU formulations equal XLA's convolutions."""
-  impl, variant = (impl.split('-') + [''])[:2]
-  if variant == 'chunked':  # and kernel-gradient slices ordered one after the other
-    monkeypatch.setattr(layers, 'CHUNK_BYTES', 1)
-    monkeypatch.setattr(layers, 'UNCHUNKED_BYTES', 0)
-    monkeypatch.setattr(layers, 'KERNEL_GRADIENT_ORDERED_BYTES', 0)
-  # Slices of 2 clips, however small (batches of 5 and 6: several slices).
-  monkeypatch.setattr(layers, 'KERNEL_GRADIENT_SLICE_BYTES', 0)
-  # Plain 'auto' takes the sub-pixel phases' kernel gradient at every size.
-  monkeypatch.setattr(layers, 'STRIDED_KERNEL_GRADIENT_POSITIONS',
-                      0 if variant == 'strided' else 2 ** 30)
-  keys = jax.random.split(jax.random.PRNGKey(0), 4)
-  x = jax.random.normal(keys[0], shape)
-  channels = shape[-1]
-  # `auto` takes its wide path (sub-pixel phases) and its thin one (matmul) for up-convolutions.
-  for apply, out_channels in ((layers.up_conv_apply, layers.THIN_CHANNELS + 1),
-                              (layers.up_conv_apply, 2),
-                              (layers.down_conv_apply, 6)):
-    kernel = jax.random.normal(keys[1], (4, 4, 4, channels, out_channels))
-    for inputs, weights in ((x, kernel), (x[:, 0], kernel[0])):  # 3-D and 2-D
-      reference = apply(inputs, weights, 'xla')
-      got = apply(inputs, weights, impl)
-      np.testing.assert_allclose(got, reference, rtol=1e-4, atol=1e-4)
-      cotangent = jax.random.normal(keys[2], reference.shape)
-      loss = lambda impl: lambda a, w: jnp.vdot(apply(a, w, impl), cotangent)
-      grads_reference = jax.grad(loss('xla'), argnums=(0, 1))(inputs, weights)
-      grads = jax.jit(jax.grad(loss(impl), argnums=(0, 1)))(inputs, weights)
-      for got, want in zip(grads, grads_reference):
-        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-3)
-
-
-def test_kernel_gradient_slices_fit_the_partial_gradient_and_slice_budgets():
-  kernel = lambda c, o: jax.ShapeDtypeStruct((4, 4, 4, c, o), jnp.float32)
-  mib = 2 ** 20
-  # D's second layer at batch 64: a 2 MiB kernel, 4 MiB of input per clip: 32 slices of 2 clips
-  # (64 MiB of partials).
-  assert layers._kernel_gradient_clips(64, kernel(64, 128), 4 * mib) == 2
-  # Its fourth: 32 MiB, so at most 2 slices (64 MiB): 32 clips each.
-  assert layers._kernel_gradient_clips(64, kernel(256, 512), mib // 4) == 32
-  # Batch 8, third layer (8 MiB): 4 slices of 2 clips fit. Batch 6: a divisor of 6.
-  assert layers._kernel_gradient_clips(8, kernel(128, 256), mib) == 2
-  assert layers._kernel_gradient_clips(6, kernel(256, 512), mib) == 2
-  assert layers._kernel_gradient_clips(1, kernel(3, 64), 4 * mib) == 1
-  # The background's 8x8 -> 16x16 layer (128 KiB of gradient per clip): slices grow to 2 MiB.
-  background_kernel = jax.ShapeDtypeStruct((4, 4, 256, 128), jnp.float32)
-  assert layers._kernel_gradient_clips(64, background_kernel, mib // 8) == 16
-  # Small clips: one slice of the whole batch, odd ones too.
-  assert layers._kernel_gradient_clips(5, kernel(8, 8), 1024) == 5
-
-
-def test_space_to_depth_round_trips_and_patches_are_adjoint_to_overlap_add():
-  keys = jax.random.split(jax.random.PRNGKey(1), 2)
-  x = jax.random.normal(keys[0], (2, 4, 6, 8, 3))
-  assert layers.space_to_depth(x).shape == (2, 2, 3, 4, 24)
-  np.testing.assert_array_equal(layers.depth_to_space(layers.space_to_depth(x)), x)
-  # <patches(x), c> = <x, overlap_add(c)>: the pair is a linear map and its transpose.
-  columns = jax.random.normal(keys[1], (2, 2, 3, 4, 64 * 3))
-  assert layers.strided_patches(x).shape == columns.shape
-  np.testing.assert_allclose(jnp.vdot(layers.strided_patches(x), columns),
-                             jnp.vdot(x, layers.overlap_add(columns)), rtol=1e-5)
-
-
-def test_up_and_down_convolutions_double_and_halve():
-  x = jnp.ones((1, 4, 6, 8, 2))
-  kernel = jnp.ones((4, 4, 4, 2, 3))
-  assert layers.up_conv_apply(x, kernel, 'xla').shape == (1, 8, 12, 16, 3)
-  assert layers.down_conv_apply(x, kernel, 'xla').shape == (1, 2, 3, 4, 3)
-  with pytest.raises(ValueError, match='conv_impl'):
-    layers.up_conv_apply(x, kernel, 'cudnn')
-
-
 @pytest.mark.parametrize('impl', ['decomposed', 'matmul', 'auto'])
 def test_networks_give_the_same_output_whichever_convolutions_run(test_config, impl):
   """One set of parameters; the two-stream generator's fused video + mask heads included."""
@@ -264,8 +187,8 @@ def test_recomputed_in_backward_has_autodiffs_gradients():
     loss = lambda *args: sum(jnp.vdot(y, c) for y, c in zip(fn(*args), cotangents))
     return jax.jit(jax.grad(loss, argnums=(0, 1)))(heads, background)
 
-  plain = grads(models.generator.compose)
-  recomputed = grads(layers.recomputed_in_backward(models.generator.compose))
+  plain = grads(generator_module.compose)
+  recomputed = grads(memory.recomputed_in_backward(generator_module.compose))
   for got, want in zip(recomputed, plain):
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
     assert float(jnp.abs(want).max()) > 0
@@ -284,9 +207,7 @@ def test_generator_gradients_are_the_same_whichever_convolutions_run(test_config
   """Training mode: with the CPU convolutions and the backward passes that recompute BatchNorm,
   ReLU and Eq. 2 (`recomputed_in_backward`), parameter gradients and batch statistics agree with
   plain autodiff through XLA's convolutions."""
-  if chunked:
-    monkeypatch.setattr(layers, 'CHUNK_BYTES', 1)
-    monkeypatch.setattr(layers, 'UNCHUNKED_BYTES', 0)
+  budgets = CpuBudgets(chunk_bytes=1, unchunked_bytes=0) if chunked else CpuBudgets()
   model = test_config.model
   z = jax.random.normal(jax.random.PRNGKey(0), (3, model.latent_dim))
   cotangents, results = None, []
@@ -296,7 +217,8 @@ def test_generator_gradients_are_the_same_whichever_convolutions_run(test_config
     with monkeypatch.context() as patch:
       if impl == 'xla':  # the reference: autodiff all the way
         patch.setattr(layers, 'recomputed_in_backward', lambda fn: fn)
-      results.append(generator_gradients(model, z, cotangents))
+        patch.setattr(generator_module, 'recomputed_in_backward', lambda fn: fn)
+      results.append(generator_gradients(model, z, cotangents, budgets))
     cotangents = cotangents or results[-1][2]
   (grads_xla, stats_xla, _), (grads_auto, stats_auto, _) = results
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4),
@@ -304,10 +226,41 @@ def test_generator_gradients_are_the_same_whichever_convolutions_run(test_config
   assert float(jnp.abs(grads_xla['trunk']['BatchNorm_3']['scale']).max()) > 0
 
 
-def generator_gradients(model, z, cotangents):
+def test_fused_and_plain_two_stream_generators_agree(test_config):
+  """The fused heads (one layer, recomputed BatchNorm + ReLU and Eq. 2) and Eq. 2 as written:
+  the same parameter tree, outputs (both modes), batch statistics and parameter gradients."""
+  model = test_config.model
+  z = jax.random.normal(jax.random.PRNGKey(0), (3, model.latent_dim))
+  results, variables = [], []
+  for impl in ('plain', 'fused'):
+    with model.unlocked():
+      model.two_stream_impl = impl
+    generator = models.build_generator(model)
+    assert generator.impl == impl
+    variables.append(generator.init(jax.random.PRNGKey(1), z, train=False))
+    inference = generator.apply(variables[0], z, train=False)
+    results.append((inference, generator_gradients(model, z, results[0][1][2] if results else None)))
+  # The same parameter tree (names, shapes and initial values).
+  jax.tree.map(np.testing.assert_array_equal, variables[0], variables[1])
+  (plain_out, (plain_grads, plain_stats, _)), (fused_out, (fused_grads, fused_stats, _)) = results
+  for name in ('video', 'foreground', 'background', 'mask'):
+    np.testing.assert_allclose(getattr(fused_out, name), getattr(plain_out, name), atol=1e-6)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4),
+               (fused_grads, fused_stats), (plain_grads, plain_stats))
+  assert float(jnp.abs(plain_grads['mask']['kernel']).max()) > 0
+
+
+def test_unknown_two_stream_impl_is_refused(test_config):
+  with test_config.unlocked():
+    test_config.model.two_stream_impl = 'fast'
+  with pytest.raises(ValueError, match="two_stream_impl='fast'"):
+    configs.validate(test_config)
+
+
+def generator_gradients(model, z, cotangents, budgets=CpuBudgets()):
   """(parameter gradients, updated batch statistics, cotangents) of <G(z), cotangents> in
   training mode; random cotangents for the video and the mask when None."""
-  generator = models.build_generator(model)
+  generator = models.build_generator(model, budgets)
   variables = generator.init(jax.random.PRNGKey(1), z, train=False)
   if cotangents is None:
     shapes = jax.eval_shape(lambda: generator.apply(variables, z, train=False))

@@ -15,7 +15,8 @@ import tensorflow as tf
 import video_files
 
 from data_pipeline import clips, input_pipeline, prepare, shards, synthetic
-from vgan_jax import files, train_step
+from vgan_io import files
+from vgan_jax import train_step
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OPTIONS = clips.ClipOptions(frames=16, size=64, stride=16)

@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 
 from data_pipeline import input_pipeline, shards, synthetic
-from vgan_jax import files
+from vgan_io import files
 
 
 def test_strip_is_the_frames_stacked_vertically():

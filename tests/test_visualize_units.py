@@ -59,11 +59,11 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
 
 def test_receptive_field_by_hand():
   # Layer 0: 4 pixels, step 2, starting one pixel before the image (the padding).
-  assert vu.receptive_field(0, (0, 0)) == (-1, -1, 4)
-  assert vu.receptive_field(0, (1, 2)) == (1, 3, 4)
+  assert models.receptive_field(0, (0, 0)) == (-1, -1, 4)
+  assert models.receptive_field(0, (1, 2)) == (1, 3, 4)
   # Layer 2: size 4 + 3*2 = 10, then 10 + 3*4 = 22; step 8; start -1 - 2 - 4 = -7.
-  assert vu.receptive_field(2, (0, 0)) == (-7, -7, 22)
-  assert vu.receptive_field(2, (1, 2)) == (1, 9, 22)
+  assert models.receptive_field(2, (0, 0)) == (-7, -7, 22)
+  assert models.receptive_field(2, (1, 2)) == (1, 9, 22)
 
 
 @pytest.mark.parametrize('layer, position', [(0, (0, 0)), (0, (1, 2)), (2, (0, 0)),
@@ -81,7 +81,7 @@ def test_receptive_field_is_where_the_encoder_looks(layer, position):
 
   support = np.abs(np.asarray(jax.grad(activation)(image))[0]).sum(-1) > 0
   rows, columns = np.nonzero(support)
-  top, left, size = vu.receptive_field(layer, position)
+  top, left, size = models.receptive_field(layer, position)
   assert (rows.min(), rows.max()) == (max(top, 0), min(top + size, SIZE) - 1)
   assert (columns.min(), columns.max()) == (max(left, 0), min(left + size, SIZE) - 1)
 
@@ -128,7 +128,7 @@ def test_a_planted_unit_finds_the_bright_square(future_workdir, image_folder):
   # A field wholly inside the square sees 48 inputs of +1 (white, scaled to [-1, 1]).
   assert top[0][3] == pytest.approx(48.0, rel=1e-5)
   image, row, column, _ = top[0]
-  crop_top, crop_left, size = vu.receptive_field(0, (row, column))
+  crop_top, crop_left, size = models.receptive_field(0, (row, column))
   square_top, square_left, side = SQUARE
   assert square_top <= crop_top and crop_top + size <= square_top + side
   assert square_left <= crop_left and crop_left + size <= square_left + side

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 
 from data_pipeline import synthetic
-from vgan_jax import video_io
+from vgan_io import media
 
 
 def write_test_video(path, frames=40, fps=25.0, height=48, width=64, scene='golf', shaky=False):
@@ -16,7 +16,7 @@ def write_test_video(path, frames=40, fps=25.0, height=48, width=64, scene='golf
     video, _, _ = synthetic.jittered_scene(frames, side, seed=0)
   else:
     video = synthetic.render_clip(scene, 0, frames=frames, size=side)
-  video_io.write_video(str(path), np.ascontiguousarray(video[:, :height, :width]), fps)
+  media.write_video(str(path), np.ascontiguousarray(video[:, :height, :width]), fps)
   return str(path)
 
 
@@ -29,7 +29,7 @@ def write_bad_videos(folder):
   os.remove(good)
   write_test_video(os.path.join(folder, 'short.avi'), frames=10)
   write_test_video(os.path.join(folder, 'odd_rate.avi'), fps=1000)
-  video_io.write_video(os.path.join(folder, 'zero_frames.avi'), np.zeros((0, 32, 32, 3), np.uint8),
+  media.write_video(os.path.join(folder, 'zero_frames.avi'), np.zeros((0, 32, 32, 3), np.uint8),
                       25)
   with open(os.path.join(folder, 'truncated.mp4'), 'wb') as file:
     file.write(data[:len(data) // 2])  # an MP4 cut short loses its index (moov atom)

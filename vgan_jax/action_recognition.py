@@ -19,8 +19,8 @@ import numpy as np
 import optax
 
 from vgan_jax import configs
+from vgan_jax import models
 from vgan_jax.models import ActionClassifier
-from vgan_jax.models.layers import SIZE_FIELDS
 from vgan_jax.train_step import normalize_video
 
 PyTree = Any
@@ -51,8 +51,7 @@ def build_classifier(config: ml_collections.ConfigDict, num_classes: int,
     raise ValueError(f'--mode must be one of {", ".join(MODES)}; got {mode!r}.')
   if num_classes < 2:
     raise ValueError(f'A classifier needs at least 2 classes; got {num_classes}.')
-  model = ActionClassifier(**{name: config.model[name] for name in SIZE_FIELDS},
-                           num_classes=num_classes, dropout_rate=config.classifier.dropout)
+  model = models.build_classifier(config.model, num_classes, config.classifier.dropout)
   optimizer = optax.adam(config.classifier.learning_rate)
   if mode == 'linear':
     optimizer = optax.multi_transform(

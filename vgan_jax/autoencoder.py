@@ -39,10 +39,10 @@ from absl import logging
 from sklearn import mixture
 from tqdm import tqdm
 
-from vgan_jax import checkpoint, configs, files, losses, models, parallel, sampling, video_io
+from vgan_io import files, media
+from vgan_jax import checkpoint, configs, losses, models, parallel, sampling
 from vgan_jax.models import GeneratorOutput
-from vgan_jax.models.autoencoder import Autoencoder, VideoEncoder
-from vgan_jax.models.layers import SIZE_FIELDS
+from vgan_jax.models import Autoencoder
 from vgan_jax.train_state import adam, video_shape
 from vgan_jax.train_step import normalize_video
 
@@ -84,9 +84,7 @@ def build_autoencoder(config: ml_collections.ConfigDict) -> AutoencoderNetworks:
   if config.model.generator_input != 'noise':
     raise ValueError(f'config.model.generator_input={config.model.generator_input!r}: the '
                      "autoencoder's decoder is the generator from a code; use 'noise'.")
-  sizes = {name: config.model[name] for name in SIZE_FIELDS}
-  model = Autoencoder(encoder=VideoEncoder(**sizes, latent_dim=config.model.latent_dim),
-                      decoder=models.build_generator(config.model))
+  model = models.build_autoencoder(config.model)
   return AutoencoderNetworks(model=model, optimizer=adam(config.optimizer),
                              latent_dim=config.model.latent_dim,
                              reconstruction_loss=config.reconstruction_loss,
@@ -445,8 +443,8 @@ def write_samples(workdir: str, output_dir: str | None = None, num_samples: int 
   videos = sampling.as_uint8_streams(raw)
   stems = [os.path.join(output_dir, f'sample_{i:03d}') for i in range(num_samples)]
   paths = sampling.write_each(videos, stems, fps, scale, streams)
-  paths += video_io.write_mp4_and_gif(os.path.join(output_dir, 'grid'),
-                                      video_io.video_grid(videos['video'], scale=scale), fps)
+  paths += media.write_mp4_and_gif(os.path.join(output_dir, 'grid'),
+                                      media.video_grid(videos['video'], scale=scale), fps)
   paths.append(os.path.join(output_dir, 'samples.npz'))
   files.write_npz(paths[-1], dict(codes=codes, **raw))
   logging.info('Step %d of %s: wrote %d decoded mixture samples to %s.', int(state.step),

@@ -23,7 +23,7 @@ CONFIG = 'config'
 # Config sections that fix the shapes of the state; a checkpoint must agree on them to be restored.
 STRUCTURAL_FIELDS = ('model',)
 # ... except these model fields, which change how the same parameters are computed with.
-COMPUTATION_FIELDS = ('conv_impl', 'compute_dtype')
+COMPUTATION_FIELDS = ('conv_impl', 'compute_dtype', 'two_stream_impl')
 
 
 class CheckpointMismatchError(ValueError):

@@ -9,17 +9,16 @@ code path. Pick a config by name on the command line and override any field:
 
 import ml_collections
 
-# The layer widths of the generator's and the discriminator's hidden layers are multiples of
-# `model.width` (64 in the paper): 8w, 4w, 2w, w from the code outwards.
-WIDTH_MULTIPLIERS = (8, 4, 2, 1)
-# Four stride-2 layers after the first: frames and size must be multiples of 2**4.
-SPATIOTEMPORAL_STRIDE = 16
-# How strided 3-D convolutions are computed; the parameters are the same whichever is used.
+from vgan_jax import conv
+from vgan_jax.models import GENERATORS, SPATIOTEMPORAL_STRIDE, TWO_STREAM_IMPLS
+
+# How strided 3-D convolutions are computed (`vgan_jax/conv`); the parameters are the same
+# whichever is used:
 #   xla:        XLA's own convolution (cuDNN on GPU).
 #   decomposed: 2-D convolutions over stacked time taps and sub-pixel phases.
 #   matmul:     im2col / col2im around one matmul (best when one side has few channels).
-#   auto:       xla off CPU; on CPU the fastest measured mix per layer (`models/layers.py`).
-CONV_IMPLS = ('auto', 'xla', 'decomposed', 'matmul')
+#   auto:       xla off CPU; on CPU the fastest measured mix per layer (`conv/cpu.py`).
+CONV_IMPLS = conv.IMPLS
 GENERATOR_INPUTS = ('noise', 'image')
 COMPUTE_DTYPES = ('float32', 'bfloat16')
 RECONSTRUCTION_LOSSES = ('l1', 'l2')
@@ -41,6 +40,9 @@ def paper() -> ml_collections.ConfigDict:
   config.model.conv_init_stddev = 0.01
   config.model.batchnorm_scale_stddev = 0.02
   config.model.conv_impl = 'auto'  # see CONV_IMPLS
+  # How the two-stream generator's heads are computed: 'fused' (less memory) or 'plain' (Eq. 2 as
+  # written); the same parameters and results (models/generator.py).
+  config.model.two_stream_impl = 'fused'
   # Activations and convolutions in 'float32' or 'bfloat16' (mixed precision: parameters,
   # optimizer states, BatchNorm statistics and losses stay float32; bf16 needs no loss scaling).
   config.model.compute_dtype = 'float32'
@@ -158,9 +160,12 @@ def validate(config: ml_collections.ConfigDict) -> None:
     if value < SPATIOTEMPORAL_STRIDE or value % SPATIOTEMPORAL_STRIDE:
       raise ValueError(f'config.model.{field}={value}: must be a positive multiple of '
                        f'{SPATIOTEMPORAL_STRIDE} (four stride-2 layers follow the first).')
-  if model.generator not in ('one_stream', 'two_stream'):
+  if model.generator not in GENERATORS:
     raise ValueError(f"config.model.generator={model.generator!r}: must be 'one_stream' or "
                      "'two_stream'.")
+  if model.two_stream_impl not in TWO_STREAM_IMPLS:
+    raise ValueError(f'config.model.two_stream_impl={model.two_stream_impl!r}: must be one of '
+                     f'{", ".join(TWO_STREAM_IMPLS)}.')
   if model.conv_impl not in CONV_IMPLS:
     raise ValueError(f'config.model.conv_impl={model.conv_impl!r}: must be one of '
                      f'{", ".join(CONV_IMPLS)}.')

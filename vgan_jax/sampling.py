@@ -11,7 +11,8 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from vgan_jax import checkpoint, files, train_step, video_io
+from vgan_io import files, media
+from vgan_jax import checkpoint, train_step, video_io
 from vgan_jax.models import GeneratorOutput
 
 
@@ -50,10 +51,10 @@ def write_each(videos: dict[str, np.ndarray], stems: list[str], fps: float, scal
   generators), STEM_streams.mp4/.gif with its streams side by side; returns the paths."""
   paths = []
   for index, stem in enumerate(stems):
-    paths += video_io.write_mp4_and_gif(stem, video_io.upscale(videos['video'][index], scale), fps)
+    paths += media.write_mp4_and_gif(stem, media.upscale(videos['video'][index], scale), fps)
     if streams and 'mask' in videos:
       side_by_side = video_io.streams_side_by_side(videos, index)
-      paths += video_io.write_mp4_and_gif(stem + '_streams', video_io.upscale(side_by_side, scale),
+      paths += media.write_mp4_and_gif(stem + '_streams', media.upscale(side_by_side, scale),
                                           fps)
   return paths
 
@@ -106,16 +107,16 @@ def write_generated(workdir: str, output_dir: str | None = None, num_samples: in
   videos = as_uint8_streams(raw)
   stems = [os.path.join(output_dir, f'sample_{i:03d}') for i in range(num_samples)]
   paths = write_each(videos, stems, fps, scale, streams)
-  grid = video_io.video_grid(videos['video'], scale=scale)
-  paths += video_io.write_mp4_and_gif(os.path.join(output_dir, 'grid'), grid, fps)
+  grid = media.video_grid(videos['video'], scale=scale)
+  paths += media.write_mp4_and_gif(os.path.join(output_dir, 'grid'), grid, fps)
   arrays = dict(latents=np.asarray(latents), **raw)
   if interpolate:
     ends = train_step.sample_latents(walk_key, 2, config.model.latent_dim)
     walk = interpolate_latents(ends[0], ends[1], interpolate)
     walk_raw = generate_streams(gan, state, walk, batch_size)
-    walk_grid = video_io.video_grid(as_uint8_streams(walk_raw)['video'], columns=interpolate,
+    walk_grid = media.video_grid(as_uint8_streams(walk_raw)['video'], columns=interpolate,
                                     scale=scale)
-    paths += video_io.write_mp4_and_gif(os.path.join(output_dir, 'interpolation'), walk_grid, fps)
+    paths += media.write_mp4_and_gif(os.path.join(output_dir, 'interpolation'), walk_grid, fps)
     arrays.update(interpolation_latents=np.asarray(walk),
                   interpolation_video=walk_raw['video'])
   paths.append(os.path.join(output_dir, 'samples.npz'))
@@ -136,7 +137,7 @@ def predict_future(workdir: str, images: list[str], output_dir: str | None = Non
   size = config.model.size
   loaded = []
   for path in images:
-    image, note = video_io.load_image(path, size)
+    image, note = media.load_image(path, size)
     if note:
       logging.info('%s: %s.', path, note)
     loaded.append(image)

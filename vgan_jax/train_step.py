@@ -11,7 +11,8 @@ import jax.numpy as jnp
 import optax
 
 from vgan_jax import losses
-from vgan_jax.models import GeneratorOutput, layers
+from vgan_jax.memory import computed_after
+from vgan_jax.models import GeneratorOutput
 from vgan_jax.train_state import GAN, GANTrainState
 
 
@@ -62,7 +63,7 @@ def gan_train_step(gan: GAN, state: GANTrainState,
     generator_input = real[:, 0]
   else:
     generator_input = sample_latents(latent_key, real.shape[0], gan.latent_dim)
-  generator_input = layers.computed_after(generator_input, real_grads)
+  generator_input = computed_after(generator_input, real_grads)
 
   def generate(params):
     output, updates = gan.generator.apply(

@@ -15,6 +15,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from vgan_jax import conv
+from vgan_jax.memory import recomputed_in_backward
 from vgan_jax.models import layers
 
 
@@ -41,8 +43,8 @@ class VideoTrunk(layers.SizedModule):
 
   @nn.compact
   def __call__(self, z: jax.Array, train: bool, deferred: bool = False):
-    """`deferred`: (x, fn, params), the last BatchNorm and ReLU not applied:
-    hidden = fn(x, *params) (see `layers.BatchNorm`)."""
+    """hidden [B, T/2, S/2, S/2, width]; or, `deferred`, (x, fn, params) with the last BatchNorm
+    and ReLU not applied, hidden = fn(x, *params), for `TwoStreamGenerator.fused_heads`."""
     first, *rest = self.hidden_widths
     x = z.reshape(z.shape[0], 1, 1, 1, z.shape[-1])
     x = self.bn_relu(self.project_conv(first, self.video_window)(x), train)
@@ -80,34 +82,61 @@ class OneStreamGenerator(layers.SizedModule):
     return GeneratorOutput(video=video, foreground=video)
 
 
-class TwoStreamGenerator(OneStreamGenerator):
-  """Eq. 2, G(z) = m * f + (1 - m) * b: z [B, D] -> GeneratorOutput (video, f, b, m).
+TWO_STREAM_IMPLS = ('fused', 'plain')
 
-  The mask head m is a second last layer on f's trunk (1 channel, sigmoid); b is broadcast over
-  the T frames.
+
+class TwoStreamGenerator(OneStreamGenerator):
+  """Eq. 2, G(z) = m(z) * f(z) + (1 - m(z)) * b(z): z [B, D] -> GeneratorOutput (video, f, b, m).
+
+  f and m share the video trunk; each has its own last layer (f: C colours, tanh; m: 1 channel,
+  sigmoid). b is the 2-D background generator, broadcast over the T frames.
+
+  `impl` is how the heads are computed, not what they compute (the parameters, outputs and
+  gradients are the same; it is not part of a checkpoint's identity):
+    'fused'  both heads as one layer after the trunk's last BatchNorm + ReLU, recomputed in the
+             backward pass, and Eq. 2 recomputed too (`fused_heads`): ~0.5 GiB less held at
+             paper size, batch 64. The default.
+    'plain'  the equation as written, differentiated by plain autodiff.
   """
+  impl: str = 'fused'
 
   @nn.compact
   def __call__(self, z: jax.Array, train: bool = True) -> GeneratorOutput:
-    x, normalize, normalize_params = VideoTrunk(**self.sizes(), name='trunk')(
-        z, train, deferred=True)
-    # Both heads as one layer with channels + 1 outputs: the input's side of the work is shared.
-    heads = [self.up_conv(self.channels, 'video')(x, params_only=True),
-             self.up_conv(1, 'mask')(x, params_only=True)]
-    kernel, bias = (jnp.concatenate(parts, axis=-1) for parts in zip(*heads))
-
-    # The trunk's last BatchNorm + ReLU and the heads, as one step whose backward pass recomputes
-    # the ReLU's output (the heads' input) from x, which BatchNorm keeps anyway: 256 MiB less held
-    # at paper size, batch 64.
-    def heads_layer(x, kernel, *normalize_params):
-      return layers.up_conv_apply(normalize(x, *normalize_params), kernel, self.conv_impl)
-
-    both = layers.recomputed_in_backward(heads_layer)(x, kernel, *normalize_params) + bias
-    background = ImageGenerator(**self.sizes(), name='background')(z, train)
-    # Recomputed in the backward pass from `both` and b: autodiff would hold ~4x their size.
-    video, foreground, mask = layers.recomputed_in_backward(compose)(both, background)
+    trunk = VideoTrunk(**self.sizes(), name='trunk')
+    background = ImageGenerator(**self.sizes(), name='background')(z, train)  # b(z)
+    if self.impl == 'plain':
+      hidden = trunk(z, train)
+      heads = jnp.concatenate([self.up_conv(self.channels, 'video')(hidden),  # f's last layer
+                               self.up_conv(1, 'mask')(hidden)], axis=-1)  # m's last layer
+      video, foreground, mask = compose(heads, background)
+    elif self.impl == 'fused':
+      heads = self.fused_heads(trunk, z, train)
+      # Recomputed in the backward pass from the heads and b: autodiff would hold ~4x their size.
+      video, foreground, mask = recomputed_in_backward(compose)(heads, background)
+    else:
+      raise ValueError(f'TwoStreamGenerator.impl={self.impl!r}: must be one of '
+                       f'{", ".join(TWO_STREAM_IMPLS)}.')
     return GeneratorOutput(video=video, foreground=foreground,
                            background=background.astype(jnp.float32), mask=mask)
+
+  def fused_heads(self, trunk: VideoTrunk, z: jax.Array, train: bool) -> jax.Array:
+    """f's and m's last layers on the trunk, as one layer of C + 1 outputs (the input's side of
+    the work shared), together with the trunk's last BatchNorm + ReLU, in one step whose backward
+    pass recomputes the ReLU's output from its input, which BatchNorm keeps anyway (256 MiB less
+    held at paper size, batch 64). Returns the heads' pre-activations [B, T, S, S, C + 1]."""
+    x, normalize, normalize_params = trunk(z, train, deferred=True)
+    video_kernel, video_bias = layers.UpConvParams(
+        self.channels, self.conv_init_stddev, dtype=self.dtype, name='video')(x)
+    mask_kernel, mask_bias = layers.UpConvParams(
+        1, self.conv_init_stddev, dtype=self.dtype, name='mask')(x)
+
+    def heads_layer(x, kernel, *normalize_params):
+      return conv.up_conv(normalize(x, *normalize_params), kernel, self.conv_impl,
+                          self.conv_budgets)
+
+    kernel = jnp.concatenate([video_kernel, mask_kernel], axis=-1)
+    bias = jnp.concatenate([video_bias, mask_bias], axis=-1)
+    return recomputed_in_backward(heads_layer)(x, kernel, *normalize_params) + bias
 
 
 def compose(heads: jax.Array, background: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
