@@ -213,11 +213,12 @@ def train_batches(scene: str, data_dir: str | None, *, frames: int, size: int, b
   return as_batches(dataset, batch_size, paths), source
 
 
-def config_batches(config, scene: str, data_dir: str | None, *, batch_size: int,
-                   global_batch_size: int, start_step: int = 0, process_index: int = 0,
-                   process_count: int = 1) -> tuple[Batches, str]:
-  """`train_batches` with the clip shape, seed and data settings of an experiment config."""
-  return train_batches(scene, data_dir, frames=config.model.frames, size=config.model.size,
+def config_batches(config, *, batch_size: int, global_batch_size: int, start_step: int = 0,
+                   process_index: int = 0, process_count: int = 1) -> tuple[Batches, str]:
+  """`train_batches` with the scene, data folder, clip shape, seed and data settings of an
+  experiment config (`config.data.scene`, `config.data.data_dir`, ...)."""
+  return train_batches(config.data.scene, config.data.data_dir or None,
+                       frames=config.model.frames, size=config.model.size,
                        batch_size=batch_size, global_batch_size=global_batch_size,
                        seed=config.seed, start_step=start_step, process_index=process_index,
                        process_count=process_count, shuffle_buffer=config.data.shuffle_buffer,

@@ -170,11 +170,18 @@ def _parse(serialized):
 
 
 def train_dataset(cache_path: str, frames: int, batch_size: int, seed: int,
-                  sources: list[str] | None = None) -> tf.data.Dataset:
+                  sources: list[str] | None = None, process_index: int = 0,
+                  process_count: int = 1, start_batch: int = 0) -> tf.data.Dataset:
   """Endless batches {'video': uint8 [B, frames, S, S, 3], 'label': int32 [B]}: shuffled videos
   (only `sources`, the split-list paths, when given), a random window of each, a new window
-  every epoch; the same batches for the same seed."""
-  dataset = tf.data.TFRecordDataset(cache_path).map(_parse, num_parallel_calls=tf.data.AUTOTUNE)
+  every epoch; the same batches for the same seed. Host p of P reads every P-th video.
+
+  `start_batch`: the batches from that one on, exactly those an uninterrupted run sees (a
+  resumed classifier reproduces the uninterrupted one); the skipped ones are still read and
+  decoded (cached clips at the model's size: seconds per thousand batches).
+  """
+  dataset = tf.data.TFRecordDataset(cache_path).shard(process_count, process_index)
+  dataset = dataset.map(_parse, num_parallel_calls=tf.data.AUTOTUNE)
   if sources is not None:
     kept = tf.constant(sorted(sources))
     dataset = dataset.filter(lambda video, label, source: tf.reduce_any(tf.equal(source, kept)))
@@ -182,7 +189,8 @@ def train_dataset(cache_path: str, frames: int, batch_size: int, seed: int,
   dataset = dataset.enumerate().map(
       lambda index, item: _random_window(item[0], item[1], frames, seed, index),
       num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-  return dataset.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+  dataset = dataset.batch(batch_size, drop_remainder=True).skip(start_batch)
+  return dataset.prefetch(tf.data.AUTOTUNE)
 
 
 def _random_window(video, label, frames, seed, index):

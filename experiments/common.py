@@ -1,51 +1,114 @@
-"""What every entry point shares: the `--config` flag (which takes a config name), the compilation
-cache and quieter library logs."""
+"""What every entry point shares: `--config` by name, the `--scene`/`--data_dir` shorthands, and
+one prologue (`run`) for runtime set-up and for turning expected errors into one line.
+
+An entry point defines its flags, then
+
+  def main():
+    config = common.config_from_flags()
+    ...  # one call into a flag-free module
+
+  if __name__ == '__main__':
+    common.run(main, 'train')
+"""
 
 import ctypes
 import logging as python_logging
 import os
+import sys
+from typing import Callable
 
-import jax
-from absl import flags
+import ml_collections
+from absl import app, flags
 from ml_collections import config_flags
-from ml_collections.config_flags import config_flags as config_flags_lib
 
-from vgan_jax import configs
+FLAGS = flags.FLAGS
 
 
-class _NamedConfigParser(config_flags_lib.ConfigFileFlagParser):
-  """Parses `--config=NAME` (a config of `vgan_jax/configs.py`) or a path `FILE.py[:ARG]`."""
-
-  def parse(self, value):
-    if isinstance(value, str) and value in configs.CONFIGS:
-      value = f'{configs.__file__}:{value}'
-    elif isinstance(value, str) and '.py' not in value:
-      raise ValueError(f'unknown config {value!r}: use one of {", ".join(configs.CONFIGS)} or a '
-                       'FILE.py[:ARG] with get_config()')
-    return super().parse(value)
+def _configs():
+  """vgan_jax.configs, imported when first needed: prepare_data uses this module too, and its
+  worker processes (spawned, so they import the entry module) should not load JAX and Flax."""
+  from vgan_jax import configs  # pylint: disable=g-import-not-at-top
+  return configs
 
 
 def define_config_flag(default: str = 'paper') -> flags.FlagHolder:
-  """`--config=paper|tiny|test` (or a config file), overridable as `--config.FIELD=VALUE`."""
-  # ml_collections has no public hook for config names; its own DEFINE_config_file builds the
-  # same flag with the file-only parser.
-  flag = config_flags_lib._ConfigFlag(  # pylint: disable=protected-access
-      parser=_NamedConfigParser(name='config'), serializer=flags.ArgumentSerializer(),
-      name='config', default=default,
-      help_string=(f'Config name ({", ".join(configs.CONFIGS)}) or FILE.py[:ARG] with '
-                   'get_config(); '
-                   'override fields with --config.FIELD=VALUE.'))
-  return flags.DEFINE_flag(flag)
+  """`--config=paper|tiny|test|actions` (or FILE.py[:ARG] with get_config()), overridable as
+  `--config.FIELD=VALUE`: ml_collections' config-file flag on `vgan_jax/configs.py`, whose
+  `get_config(name)` makes the named configs (`run` expands a bare name to that file)."""
+  configs = _configs()
+  return config_flags.DEFINE_config_file(
+      'config', f'{configs.__file__}:{default}',
+      f'Config name ({", ".join(configs.CONFIGS)}) or FILE.py[:ARG] with get_config(); override '
+      'fields with --config.FIELD=VALUE.', lock_config=True)
 
 
-def config_name(flag_holder: flags.FlagHolder) -> str:
-  """'tiny' for --config=tiny (or .../configs.py:tiny), the file's stem for a config file."""
-  value = config_flags.get_config_filename(flags.FLAGS[flag_holder.name])
-  if value in configs.CONFIGS:
-    return value
+def define_data_flags(scene: bool = True) -> None:
+  """`--scene` (unless not `scene`) and `--data_dir`: shorthands for --config.data.scene and
+  --config.data.data_dir (saved with the checkpoint like every config field)."""
+  if scene:
+    flags.DEFINE_string('scene', None, 'Shorthand for --config.data.scene: golf, beach, '
+                        'train_station, babies, or the name of a prepared data folder.')
+  flags.DEFINE_string('data_dir', None, 'Shorthand for --config.data.data_dir: a folder of '
+                      'prepared clips, DATA_DIR/SCENE/*.tfrecord (default: the built-in scenes).')
+
+
+def _expand_config_name(argv: list[str]) -> list[str]:
+  """`--config=NAME` (or `--config NAME`) -> `--config=.../vgan_jax/configs.py:NAME`; UsageError
+  for a bare word that is neither a config name nor a .py file."""
+  if not any(arg == '--config' or arg.startswith('--config=') for arg in argv):
+    return argv
+  configs = _configs()
+  expanded, i = [], 0
+  while i < len(argv):
+    arg = argv[i]
+    value = None
+    if arg.startswith('--config='):
+      value = arg.split('=', 1)[1]
+    elif arg == '--config' and i + 1 < len(argv):
+      value, i = argv[i + 1], i + 1
+    if value is None:
+      expanded.append(arg)
+    elif value in configs.CONFIGS:
+      expanded.append(f'--config={configs.__file__}:{value}')
+    elif '.py' not in value:
+      sys.exit(f'{os.path.basename(argv[0])}: unknown config {value!r}: use one of '
+               f'{", ".join(configs.CONFIGS)} or a FILE.py[:ARG] with get_config().')
+    else:
+      expanded.append(f'--config={value}')
+    i += 1
+  return expanded
+
+
+def config_name() -> str:
+  """'tiny' for --config=tiny, the file's stem for a config file: part of default workdirs."""
+  configs = _configs()
+  value = config_flags.get_config_filename(FLAGS['config'])
   if value.startswith(configs.__file__ + ':'):
     return value.split(':', 1)[1]
   return value.rsplit('/', 1)[-1].split('.py')[0]
+
+
+def config_from_flags() -> ml_collections.ConfigDict:
+  """The `--config` flag's config with the `--scene`/`--data_dir` shorthands (where defined)
+  applied, validated; ValueError names a bad field or a shorthand that contradicts an override."""
+  config = FLAGS.config
+  overrides = config_flags.get_override_values(FLAGS['config'])
+  for shorthand, field in (('scene', 'scene'), ('data_dir', 'data_dir')):
+    if shorthand not in FLAGS or FLAGS[shorthand].value is None:
+      continue
+    value = FLAGS[shorthand].value
+    given = overrides.get('data', {}).get(field) if isinstance(overrides, dict) else None
+    if given is not None and given != value:
+      raise ValueError(f'--{shorthand}={value} contradicts --config.data.{field}={given}.')
+    with config.unlocked():
+      config.data[field] = value
+  _configs().validate(config)
+  return config
+
+
+def default_workdir(config: ml_collections.ConfigDict, prefix: str = '') -> str:
+  """runs/PREFIXCONFIG_SCENE, e.g. runs/tiny_beach."""
+  return os.path.join('runs', f'{prefix}{config_name()}_{config.data.scene}')
 
 
 class _DropLibraryInfo(python_logging.Filter):
@@ -59,6 +122,7 @@ def setup_runtime(cache_dir: str | None = None, persistent_cache: bool = True) -
   """Persistent XLA compilation cache (a restart skips the compile: ~20 s on a 2-core CPU) in
   `cache_dir`, $VGAN_JAX_CACHE or ~/.cache/vgan_jax (VGAN_JAX_CACHE=off: none); and quieter
   library logs."""
+  import jax  # pylint: disable=g-import-not-at-top (see `_configs`)
   cache_dir = cache_dir or os.environ.get('VGAN_JAX_CACHE') or os.path.join(
       os.path.expanduser('~'), '.cache', 'vgan_jax', 'xla')
   # jax 0.10.2's CPU client crashed (SIGSEGV) loading an earlier version of the cached paper-size
@@ -79,3 +143,27 @@ def release_free_host_memory() -> None:
     ctypes.CDLL('libc.so.6').malloc_trim(0)
   except (OSError, AttributeError):
     pass
+
+
+def run(main: Callable[[], None], name: str, hints: dict[type, str] | None = None,
+        persistent_cache: bool = True, jax_runtime: bool = True) -> None:
+  """`app.run` with named configs, the runtime set-up (`setup_runtime`, unless not
+  `jax_runtime`), and expected errors (ValueError, OSError: bad input, a missing or mismatched
+  checkpoint) as one line `NAME: message` and exit status 1. `hints` appends a sentence to errors
+  of a type (e.g. how to make a missing checkpoint)."""
+
+  def app_main(argv):
+    if len(argv) > 1:
+      raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}')
+    if jax_runtime:
+      setup_runtime(persistent_cache=persistent_cache)
+    else:
+      python_logging.getLogger('absl').addFilter(_DropLibraryInfo())
+    try:
+      main()
+    except (ValueError, OSError) as error:  # FileNotFoundError, CheckpointMismatchError too
+      hint = next((text for kind, text in (hints or {}).items() if isinstance(error, kind)), '')
+      sys.exit(f'{name}: {error}' + (f' {hint}' if hint else ''))
+
+  app.run(app_main, flags_parser=lambda argv: app.parse_flags_with_usage(
+      _expand_config_name(argv)))

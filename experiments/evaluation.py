@@ -12,14 +12,13 @@ import ml_collections
 import numpy as np
 from absl import logging
 from flax.metrics import tensorboard
-from tqdm import tqdm
 
 from data_pipeline import ucf101
+from experiments import tasks, training
 from vgan_io import files
-from vgan_jax import action_recognition, checkpoint
+from vgan_jax import checkpoint, configs, train_state, train_step
 
-INITS = ('gan', 'random')
-SWEEP_FRACTIONS = (1 / 32, 1 / 16, 1 / 8, 1 / 4, 1 / 2, 1.0)
+INITS = configs.CLASSIFIER_INITS
 # The model fields a discriminator trunk's shapes depend on.
 TRUNK_FIELDS = ('frames', 'size', 'channels', 'width')
 
@@ -42,17 +41,23 @@ def _cache_path(cache_dir: str, split: int, subset: str, size: int, stabilized: 
   return os.path.join(cache_dir, f'split{split}_{subset}_{size}px{suffix}.tfrecord')
 
 
+def top_k_accuracy(probabilities: np.ndarray, labels: np.ndarray, k: int) -> float:
+  """Fraction of rows whose label is among the k most probable classes."""
+  top = np.argsort(-probabilities, axis=1)[:, :k]
+  return float(np.mean(np.any(top == np.asarray(labels)[:, None], axis=1)))
+
+
 def test_accuracy(classifier, state, cache_path: str, frames: int, windows: int) -> dict:
   """Top-1 / top-5 of the test videos, each predicted as the mean over `windows` windows."""
-  predict = jax.jit(lambda s, v: action_recognition.predict(classifier, s, v))
+  predict = jax.jit(lambda s, v: train_step.classify(classifier, s, v))
   probabilities, labels = [], []
   for video_windows, label in ucf101.test_windows(cache_path, frames, windows):
     probabilities.append(np.asarray(predict(state, video_windows)).mean(axis=0))
     labels.append(label)
   probabilities, labels = np.stack(probabilities), np.array(labels)
   classes = probabilities.shape[1]
-  return {'top1': action_recognition.top_k_accuracy(probabilities, labels, 1),
-          'top5': action_recognition.top_k_accuracy(probabilities, labels, min(5, classes)),
+  return {'top1': top_k_accuracy(probabilities, labels, 1),
+          'top5': top_k_accuracy(probabilities, labels, min(5, classes)),
           'test_videos': len(labels)}
 
 
@@ -60,8 +65,13 @@ def evaluate_split(config: ml_collections.ConfigDict, data_dir: str, split: int,
                    mode: str, trunk, label_fraction: float, seed: int, output_dir: str,
                    stabilized: bool = False, progress: bool = True,
                    cache_dir: str | None = None) -> tuple[dict, object]:
-  """Trains and tests on one split; returns its figures and the trained state. Decoded videos
-  are cached in `cache_dir` (default OUTPUT_DIR/cache) and reused by later runs."""
+  """Trains and tests on one split; returns its figures and the trained state.
+
+  Training is the one loop's (`experiments/training.py`): checkpoints in
+  OUTPUT_DIR/splitS_INIT_MODE_fractionF/checkpoints, so an interrupted run resumes there (a
+  finished one is only tested again), and TensorBoard curves beside them. Decoded videos are
+  cached in `cache_dir` (default OUTPUT_DIR/cache) and reused by later runs.
+  """
   cache_dir = cache_dir or os.path.join(output_dir, 'cache')
   classes = ucf101.read_class_index(data_dir)
   train_videos = ucf101.read_split(data_dir, split, 'train')
@@ -73,70 +83,82 @@ def evaluate_split(config: ml_collections.ConfigDict, data_dir: str, split: int,
   skipped = {**ucf101.cache_split(data_dir, train_videos, train_cache, size, stabilized)['skipped'],
              **ucf101.cache_split(data_dir, test_videos, test_cache, size, stabilized)['skipped']}
 
-  classifier = action_recognition.build_classifier(config, len(classes), mode)
-  state = action_recognition.create_train_state(
-      classifier, config, jax.random.PRNGKey(seed), trunk if init == 'gan' else None)
-  step_fn = jax.jit(action_recognition.make_train_step(classifier))
+  # This run's settings, saved with its checkpoints.
+  run_config = config.copy_and_resolve_references()
+  with run_config.unlocked():
+    run_config.seed = seed
+    run_config.classifier.update(init=init, mode=mode, label_fraction=label_fraction,
+                                 splits=str(split), stabilize=stabilized)
+  classifier = train_state.build_classifier(run_config, len(classes), mode)
   batch_size = config.classifier.batch_size
   steps = config.classifier.num_epochs * math.ceil(len(subset) / batch_size)
-  batches = ucf101.train_dataset(train_cache, frames, batch_size, seed,
-                                 [video.path for video in subset]).as_numpy_iterator()
+  sources = [video.path for video in subset]
+
+  def batches_from(start_step: int, local_batch_size: int):
+    # A resumed run reads on from where it stopped: the same batches as an uninterrupted one.
+    return ucf101.train_dataset(train_cache, frames, local_batch_size, seed, sources,
+                                jax.process_index(), jax.process_count(),
+                                start_batch=start_step).as_numpy_iterator()
+
   run_dir = os.path.join(output_dir, f'split{split}_{init}_{mode}_fraction{label_fraction:g}')
-  writer = tensorboard.SummaryWriter(run_dir)
-  logging.info('Split %d, %s init, %s: %d of %d training videos, %d classes, %d steps.', split,
-               init, mode, len(subset), len(train_videos), len(classes), steps)
-  for step in tqdm(range(1, steps + 1), disable=not progress, unit='step', leave=False):
-    state, metrics = step_fn(state, next(batches))
-    if step % max(1, steps // 50) == 0 or step == steps:
-      for name, value in jax.device_get(metrics).items():
-        writer.scalar(f'train/{name}', float(value), step)
+  description = (f'Split {split}, {init} init, {mode}: {len(subset)} of {len(train_videos)} '
+                 f'training videos, {len(classes)} classes')
+  task = tasks.classifier_task(run_config, classifier, batches_from, steps,
+                               trunk if init == 'gan' else None, description)
+  state = training.train(task, run_config, run_dir, progress)
   result = test_accuracy(classifier, state, test_cache, frames, config.classifier.test_windows)
-  for name in ('top1', 'top5'):
-    writer.scalar(f'test/{name}', result[name], steps)
-  writer.flush()
+  if jax.process_index() == 0:
+    writer = tensorboard.SummaryWriter(run_dir)
+    for name in ('top1', 'top5'):
+      writer.scalar(f'test/{name}', result[name], int(state.step))
+    writer.flush()
   result.update(train_videos=len(subset), steps=steps, skipped_videos=skipped)
   return result, state
 
 
-def evaluate(config: ml_collections.ConfigDict, data_dir: str, init: str, mode: str,
-             gan_checkpoint: str | None, splits: tuple[int, ...], label_fraction: float,
-             seed: int, output_dir: str, stabilized: bool = False,
-             progress: bool = True, cache_dir: str | None = None) -> dict:
-  """Every split in `splits`; writes OUTPUT_DIR/results.json and returns it:
+def evaluate(config: ml_collections.ConfigDict, output_dir: str, progress: bool = True,
+             cache_dir: str | None = None) -> dict:
+  """The runs `config` describes (config.data.data_dir: the UCF101 folder; config.classifier:
+  init, gan_checkpoint, mode, splits, label_fraction, stabilize; config.seed); writes
+  OUTPUT_DIR/results.json and returns it:
   {'split1': {'top1', 'top5', ...}, ..., 'mean': {'top1', 'top5'}, 'settings': {...}}."""
-  if init not in INITS:
-    raise ValueError(f'--init must be one of {", ".join(INITS)}; got {init!r}.')
-  if init == 'gan' and not gan_checkpoint:
-    raise ValueError('--init=gan needs --checkpoint (a GAN work directory or its checkpoints/).')
-  trunk = load_gan_trunk(gan_checkpoint, config) if init == 'gan' else None
+  settings = config.classifier
+  data_dir = config.data.data_dir
+  if not data_dir:
+    raise ValueError('No UCF101 folder: give --data_dir (or --config.data.data_dir), the folder '
+                     'holding UCF-101/ and ucfTrainTestlist/.')
+  if settings.init == 'gan' and not settings.gan_checkpoint:
+    raise ValueError('config.classifier.init=gan needs the GAN: --config.classifier.'
+                     'gan_checkpoint=WORKDIR (a GAN work directory or its checkpoints/).')
+  splits = configs.number_list('classifier.splits', settings.splits, int)
+  trunk = load_gan_trunk(settings.gan_checkpoint, config) if settings.init == 'gan' else None
   results = {}
   for split in splits:
-    results[f'split{split}'], _ = evaluate_split(config, data_dir, split, init, mode, trunk,
-                                                 label_fraction, seed, output_dir, stabilized,
-                                                 progress, cache_dir)
+    results[f'split{split}'], _ = evaluate_split(
+        config, data_dir, split, settings.init, settings.mode, trunk, settings.label_fraction,
+        config.seed, output_dir, settings.stabilize, progress, cache_dir)
     logging.info('Split %d: top-1 %.3f, top-5 %.3f.', split, results[f'split{split}']['top1'],
                  results[f'split{split}']['top5'])
   results['mean'] = {name: float(np.mean([results[f'split{s}'][name] for s in splits]))
                      for name in ('top1', 'top5')}
-  results['settings'] = dict(init=init, mode=mode, checkpoint=gan_checkpoint, splits=list(splits),
-                             label_fraction=label_fraction, seed=seed, stabilized=stabilized,
-                             classifier=config.classifier.to_dict())
+  results['settings'] = dict(seed=config.seed, classifier=settings.to_dict())
   files.write_json(os.path.join(output_dir, 'results.json'), results)
   return results
 
 
-def sweep(config: ml_collections.ConfigDict, data_dir: str, mode: str, gan_checkpoint: str,
-          splits: tuple[int, ...], seed: int, output_dir: str,
-          fractions: tuple[float, ...] = SWEEP_FRACTIONS, stabilized: bool = False,
-          progress: bool = True) -> dict:
-  """Accuracy against labeled fraction for GAN and random init (Figure 4b) and the GAN's relative
-  gain (4c): writes sweep.json, figure4b.png and figure4c.png to `output_dir`."""
+def sweep(config: ml_collections.ConfigDict, output_dir: str, progress: bool = True) -> dict:
+  """Accuracy against labeled fraction (config.classifier.sweep_fractions) for GAN and random
+  init (Figure 4b) and the GAN's relative gain (4c): writes sweep.json, figure4b.png and
+  figure4c.png to `output_dir`."""
+  fractions = configs.number_list('classifier.sweep_fractions', config.classifier.sweep_fractions)
   table = {init: {} for init in INITS}
   for init in INITS:
     for fraction in fractions:
-      run_dir = os.path.join(output_dir, f'{init}_fraction{fraction:g}')
-      result = evaluate(config, data_dir, init, mode, gan_checkpoint, splits, fraction, seed,
-                        run_dir, stabilized, progress, os.path.join(output_dir, 'cache'))
+      run_config = config.copy_and_resolve_references()
+      with run_config.unlocked():
+        run_config.classifier.update(init=init, label_fraction=fraction)
+      result = evaluate(run_config, os.path.join(output_dir, f'{init}_fraction{fraction:g}'),
+                        progress, os.path.join(output_dir, 'cache'))
       table[init][f'{fraction:g}'] = result['mean']
   files.write_json(os.path.join(output_dir, 'sweep.json'), table)
   plot_sweep(table, fractions, output_dir)

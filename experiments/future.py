@@ -18,19 +18,16 @@ model's frame size (the log says so); grey and RGBA images are converted to RGB.
 """
 
 import os
-import sys
 
-from absl import app, flags
+from absl import flags
 
-from experiments import common, training
-from vgan_jax import configs, sampling
+from experiments import common, tasks
+from vgan_jax import checkpoint, sampling
 
 _MODE = flags.DEFINE_enum('mode', 'train', ['train', 'predict'], 'Train a model, or predict the '
                           'future of --images with one.')
 _CONFIG = common.define_config_flag('paper')
-_SCENE = flags.DEFINE_string('scene', 'beach', 'Built-in scene, or prepared data folder under '
-                             '--data_dir (train); part of the default --workdir.')
-_DATA_DIR = flags.DEFINE_string('data_dir', None, 'Folder of prepared clips (train).')
+common.define_data_flags()
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Work directory (default: '
                                'runs/future_CONFIG_SCENE).')
 _IMAGES = flags.DEFINE_list('images', [], 'Images to predict from (predict).')
@@ -41,27 +38,26 @@ _STEP = flags.DEFINE_integer('step', None, 'Checkpoint step to predict with (def
 _FPS = flags.DEFINE_float('fps', 25.0, 'Playback frame rate of the predictions.')
 _UPSCALE = flags.DEFINE_integer('upscale', 0, 'Enlarge frames this many times for viewing (0: to '
                                 'about 128 pixels).')
+TRAIN_FIRST = ('Train one first: python -m experiments.future --mode=train --config=tiny '
+               '--scene=beach.')
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}')
-  common.setup_runtime()
-  workdir = _WORKDIR.value or os.path.join(
-      'runs', f'future_{common.config_name(_CONFIG)}_{_SCENE.value}')
-  try:
-    if _MODE.value == 'train':
-      config = _CONFIG.value
-      config.model.generator_input = 'image'
-      configs.validate(config)
-      training.train_and_evaluate(config, workdir, _SCENE.value, _DATA_DIR.value)
-    else:
-      paths = sampling.predict_future(workdir, _IMAGES.value, _OUTPUT_DIR.value, _STREAMS.value,
-                                      _FPS.value, _UPSCALE.value, _STEP.value)
-      print(f'Wrote {len(paths)} files to {os.path.dirname(paths[-1])}.')
-  except (ValueError, OSError) as error:  # FileNotFoundError and CheckpointMismatchError too
-    sys.exit(f'future: {error}')
+def main():
+  config = common.config_from_flags()
+  with config.unlocked():
+    config.model.generator_input = 'image'
+  workdir = _WORKDIR.value or common.default_workdir(config, 'future_')
+  if _MODE.value == 'train':
+    tasks.train_gan(config, workdir)
+  else:
+    if not _IMAGES.value:
+      raise ValueError('--mode=predict needs --images=a.png,b.jpg,...')
+    paths = sampling.predict_future(workdir, _IMAGES.value, _OUTPUT_DIR.value, _STREAMS.value,
+                                    _FPS.value, _UPSCALE.value, _STEP.value)
+    print(f'Wrote {len(paths)} files to {os.path.dirname(paths[-1])}.')
 
 
 if __name__ == '__main__':
-  app.run(main)
+  common.run(main, 'future', hints={
+      checkpoint.NoCheckpointError: TRAIN_FIRST,
+      sampling.WrongModelKindError: f'Sample it with python -m experiments.generate. {TRAIN_FIRST}'})

@@ -13,12 +13,11 @@ circle between two latent codes. The same --seed gives the same samples.
 """
 
 import os
-import sys
 
-from absl import app, flags
+from absl import flags
 
 from experiments import common
-from vgan_jax import sampling
+from vgan_jax import checkpoint, sampling
 
 _WORKDIR = flags.DEFINE_string('workdir', sampling.GAN_WORKDIR, 'Training work directory (or its '
                                'checkpoints/ folder).')
@@ -35,20 +34,19 @@ _FPS = flags.DEFINE_float('fps', 25.0, 'Playback frame rate (the paper\'s 25).')
 _UPSCALE = flags.DEFINE_integer('upscale', 0, 'Enlarge frames this many times for viewing (0: to '
                                 'about 128 pixels).')
 _BATCH_SIZE = flags.DEFINE_integer('batch_size', 16, 'Videos generated at once.')
+TRAIN_FIRST = (f'Train one first: `make train` writes {sampling.GAN_WORKDIR}, or python -m '
+               'experiments.train --config=tiny --scene=beach --workdir=WORKDIR.')
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}')
-  common.setup_runtime()
-  try:
-    paths = sampling.write_generated(_WORKDIR.value, _OUTPUT_DIR.value, _NUM_SAMPLES.value,
-                                     _SEED.value, _STREAMS.value, _INTERPOLATE.value, _FPS.value,
-                                     _UPSCALE.value, _BATCH_SIZE.value, _STEP.value)
-  except (ValueError, OSError) as error:  # FileNotFoundError and CheckpointMismatchError too
-    sys.exit(f'generate: {error}')
+def main():
+  paths = sampling.write_generated(_WORKDIR.value, _OUTPUT_DIR.value, _NUM_SAMPLES.value,
+                                   _SEED.value, _STREAMS.value, _INTERPOLATE.value, _FPS.value,
+                                   _UPSCALE.value, _BATCH_SIZE.value, _STEP.value)
   print(f'Wrote {len(paths)} files to {os.path.dirname(paths[-1])}.')
 
 
 if __name__ == '__main__':
-  app.run(main)
+  common.run(main, 'generate', hints={
+      checkpoint.NoCheckpointError: TRAIN_FIRST,
+      sampling.WrongModelKindError: 'Predict with it: python -m experiments.future --mode=predict '
+                                    '--workdir=WORKDIR --images=a.png,b.jpg'})

@@ -14,9 +14,10 @@ skipped with one line naming it and the reason, and listed in OUTPUT/SCENE/manif
 import os
 import sys
 
-from absl import app, flags, logging
+from absl import flags, logging
 
 from data_pipeline import clips, prepare, stabilize
+from experiments import common
 
 _INPUT = flags.DEFINE_multi_string('input', [], 'Video files, folders (searched recursively) or '
                                    'globs; repeat the flag for several.')
@@ -92,18 +93,11 @@ def run() -> prepare.Summary:
                                 progress=_PROGRESS.value)
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments {argv[1:]}; inputs go in --input.')
-  try:
-    summary = run()
-  except (ValueError, OSError) as error:
-    logging.error('%s', error)
-    sys.exit(f'prepare_data: {error}')
-  for line in summary.lines():
+def main():
+  for line in run().lines():
     logging.info('%s', line)
     print(line)
 
 
 if __name__ == '__main__':
-  app.run(main)
+  common.run(main, 'prepare_data', jax_runtime=False)

@@ -6,42 +6,30 @@
 
 The work directory gets TensorBoard summaries (`tensorboard --logdir WORKDIR`), GIF grids of
 samples and of their foreground, background and mask streams (`samples/`), and orbax checkpoints
-(`checkpoints/`). Rerunning the same command resumes from the latest checkpoint; Ctrl-C (or
-SIGTERM) stops after the current step and saves one.
+(`checkpoints/`) holding the config. Rerunning the same command resumes from the latest
+checkpoint; Ctrl-C (or SIGTERM) stops every host after the same step and saves one. --scene and
+--data_dir are shorthands for --config.data.scene and --config.data.data_dir.
 """
 
-import os
+from absl import flags
 
-from absl import app, flags
-
-from experiments import common
-from experiments.training import train_and_evaluate
-from vgan_jax import configs, parallel
+from experiments import common, tasks
+from vgan_jax import parallel
 
 _CONFIG = common.define_config_flag('paper')
-_SCENE = flags.DEFINE_string(
-    'scene', 'beach', 'golf, beach, train_station, babies, or the name of a prepared data folder '
-    'under --data_dir.')
+common.define_data_flags()
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Where checkpoints, summaries and samples go '
                                '(default: runs/CONFIG_SCENE).')
-_DATA_DIR = flags.DEFINE_string('data_dir', None, 'Folder of prepared clips, DATA_DIR/SCENE/'
-                                '*.tfrecord; without it (or without shards there) training uses '
-                                'the built-in synthetic scenes.')
 _MULTIHOST = flags.DEFINE_bool('multihost', False, 'Call jax.distributed.initialize() first (one '
                                'process per host; each reads its own part of the data).')
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}')
+def main():
   if _MULTIHOST.value:
     parallel.initialize_distributed()
-  common.setup_runtime()
-  config = _CONFIG.value
-  configs.validate(config)
-  workdir = _WORKDIR.value or os.path.join('runs', f'{common.config_name(_CONFIG)}_{_SCENE.value}')
-  train_and_evaluate(config, workdir, _SCENE.value, _DATA_DIR.value)
+  config = common.config_from_flags()
+  tasks.train_gan(config, _WORKDIR.value or common.default_workdir(config))
 
 
 if __name__ == '__main__':
-  app.run(main)
+  common.run(main, 'train')

@@ -1,15 +1,30 @@
-"""The training loop behind experiments/train.py and experiments/future.py, without flags:
-`train_and_evaluate(config, workdir, scene, data_dir)` trains a VGAN (or, with
-`config.model.generator_input='image'`, a future predictor) until `config.num_steps`, resuming
-from the work directory's latest checkpoint.
+"""The one training loop, without flags, for every kind of training in the project: the GAN and
+future prediction (`experiments/tasks.py` `gan_task`), the autoencoder baseline
+(`autoencoder_task`) and action classifiers (`classifier_task`).
+
+  state = training.train(tasks.gan_task(config, workdir), config, workdir)
+
+Each kind supplies only what differs, as a `Task`: how to build its fresh state, its pure step,
+where its batches come from, what the progress bar shows and its periodic hooks (sample grids,
+evaluation). Every kind then gets the same:
+  - a `data` mesh over every device of every host, the state replicated and the batch split
+    (`vgan_jax/parallel.py`), one jitted step with the state donated, batches prefetched to the
+    devices, the step compiled before the first batch;
+  - orbax checkpoints every `config.checkpoint_every` steps and wherever the run stops, resuming
+    from the latest on the next run (`vgan_jax/checkpoint.py`);
+  - TensorBoard scalars (means over `config.log_every` steps, with speed), a progress bar with
+    rate and ETA, log lines;
+  - a clean stop on SIGINT/SIGTERM that every host agrees on before acting (`StopRequest`), so
+    all save the same step.
 """
 
 import contextlib
-import functools
+import dataclasses
 import itertools
 import os
 import signal
 import time
+from typing import Any, Callable, Iterator, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -17,20 +32,61 @@ import ml_collections
 import numpy as np
 from absl import logging
 from flax.metrics import tensorboard
+from jax.sharding import Mesh
 from tqdm import tqdm
 
-from data_pipeline import input_pipeline
 from experiments import common
-from vgan_io import media
-from vgan_jax import checkpoint, parallel, train_state, train_step, video_io
+from vgan_jax import checkpoint, parallel
+
+PyTree = Any
+
+
+@dataclasses.dataclass(frozen=True)
+class Hook:
+  """Work done every `every` steps and after the last step, on every host (a hook that runs a
+  jitted computation needs all of them); `writer` is the TensorBoard writer on the main host and
+  None elsewhere. `run(state, step, writer)`."""
+  every: int
+  run: Callable[[PyTree, int, Any], None]
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+  """What one kind of training supplies to `train`.
+
+  initial_state:      (raw PRNG key, sharding) -> fresh state placed with the sharding
+                      (e.g. `functools.partial(train_state.init_train_state, networks, config)`).
+  train_step:         pure (state, batch) -> (state, metrics of scalars).
+  batches_from:       (start_step, this host's batch size) -> an iterator of this host's batches
+                      (dicts of numpy arrays) from that step on; closed at the end if it can be.
+  num_steps, batch_size: where training ends, and the global batch.
+  progress_metrics:   metric names shown on the progress bar.
+  hooks:              periodic work (sample grids, evaluation).
+  description:        one line for the log: what is trained, from what data.
+  """
+  initial_state: Callable[[jax.Array, jax.sharding.Sharding], PyTree]
+  train_step: Callable[[PyTree, dict], tuple[PyTree, dict]]
+  batches_from: Callable[[int, int], Iterator[dict]]
+  num_steps: int
+  batch_size: int
+  progress_metrics: Sequence[str] = ()
+  hooks: Sequence[Hook] = ()
+  description: str = ''
 
 
 class StopRequest(contextlib.AbstractContextManager):
   """Turns the first SIGINT/SIGTERM into a request to stop after the current step; a second
-  SIGINT interrupts at once."""
+  SIGINT interrupts at once.
 
-  def __init__(self):
+  `agreed()` is the decision every host acts on: the hosts' requests all-reduced over the mesh
+  (`parallel.any_process`), so a signal that reaches one host stops all of them after the same
+  step, and each saves the same checkpoint (a host that went on alone would wait forever for the
+  others in its next step).
+  """
+
+  def __init__(self, mesh: Mesh):
     self.requested = False
+    self._mesh = mesh
     self._previous = {}
 
   def _handle(self, signum, frame):
@@ -39,6 +95,10 @@ class StopRequest(contextlib.AbstractContextManager):
     logging.warning('Received signal %d: stopping after this step and saving a checkpoint '
                     '(Ctrl-C again to abort).', signum)
     signal.signal(signal.SIGINT, signal.default_int_handler)
+
+  def agreed(self) -> bool:
+    """Whether any host has been asked to stop (the same answer on every host)."""
+    return parallel.any_process(self.requested, self._mesh)
 
   def __enter__(self):
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -51,120 +111,95 @@ class StopRequest(contextlib.AbstractContextManager):
     return False
 
 
-def write_samples(output, workdir: str, step: int, config: ml_collections.ConfigDict,
-                  writer) -> None:
-  """GIF grids of generated clips (and their streams), and a TensorBoard image of each grid's
-  middle frame."""
-  scale = max(1, 64 // config.model.size)  # small frames are hard to see
-  for stream, videos in video_io.stream_videos(jax.device_get(output)).items():
-    grid = media.video_grid(videos, scale=scale)
-    media.write_gif(os.path.join(workdir, 'samples', f'{step:07d}_{stream}.gif'), grid,
-                       config.sample_fps)
-    writer.image(f'samples/{stream}', grid[len(grid) // 2], step)
-
-
-def _mean_metrics(metrics: list[dict], interval_start: float,
-                  config: ml_collections.ConfigDict) -> dict[str, float]:
+def interval_means(metrics: list[dict], interval_start: float,
+                   batch_size: int) -> dict[str, float]:
   """Means over the steps of a logging interval, plus the speed over it (the clock is read
   after the steps have finished: they run asynchronously)."""
   means = {name: float(np.mean(values)) for name, values in
            jax.device_get(jax.tree.map(lambda *m: jnp.stack(m), *metrics)).items()}
   means['steps_per_second'] = len(metrics) / (time.perf_counter() - interval_start)
-  means['clips_per_second'] = means['steps_per_second'] * config.batch_size
+  means['clips_per_second'] = means['steps_per_second'] * batch_size
   return means
 
 
-def _sample_inputs(gan: train_state.GAN, config: ml_collections.ConfigDict, scene: str,
-                   data_dir: str | None) -> jax.Array:
-  """What the sample grids start from, the same at every step and on every host: fixed latent
-  codes, or for future prediction the first frames of the first clips of the data."""
-  if not gan.conditional:
-    return train_step.sample_latents(jax.random.PRNGKey(config.seed + 1), config.num_samples,
-                                     config.model.latent_dim)
-  batches, _ = input_pipeline.config_batches(config, scene, data_dir,
-                                             batch_size=config.num_samples,
-                                             global_batch_size=config.num_samples)
-  try:
-    return jnp.asarray(next(batches)['video'][:, 0])
-  finally:
-    batches.close()
+def _compiled_first(step_fn, state, device_batches: Iterator) -> tuple[Callable, Iterator]:
+  """The step compiled on the first batch before the loop, so that the compiler's freed heap
+  goes back to the OS before the step's own buffers are allocated."""
+  first_batch = next(device_batches)
+  compiled = step_fn.lower(state, first_batch).compile()
+  common.release_free_host_memory()
+  return compiled, itertools.chain([first_batch], device_batches)
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, scene: str = 'beach',
-                       data_dir: str | None = None) -> train_state.GANTrainState:
-  """Trains until `config.num_steps` (resuming from `workdir`'s checkpoints); returns the state."""
-  # --- Networks, mesh and state: fresh, or the latest checkpoint in workdir.
-  gan = train_state.build_gan(config)
+def train(task: Task, config: ml_collections.ConfigDict, workdir: str,
+          progress: bool = True) -> PyTree:
+  """Trains `task` until `task.num_steps`, resuming from `workdir/checkpoints`; returns the state.
+
+  Raises checkpoint.CheckpointMismatchError for a work directory of another model, and whatever
+  the data source raises for bad data (ValueError naming it).
+  """
+  # --- Mesh and state: fresh, or the latest checkpoint in workdir.
   mesh = parallel.create_mesh()
-  local_batch_size = parallel.process_batch_size(config.batch_size, mesh)
+  local_batch_size = parallel.process_batch_size(task.batch_size, mesh)
   is_main_process = jax.process_index() == 0
   manager = checkpoint.create_manager(os.path.join(workdir, 'checkpoints'), config)
-  state = train_state.init_train_state(gan, config, jax.random.PRNGKey(config.seed),
-                                       parallel.replicated(mesh))
-  state = checkpoint.restore_latest(manager, state, config)
-  start_step = int(state.step)
-  logging.info('%s generator from %s, %d devices, global batch %d, steps %d -> %d, workdir %s.',
-               config.model.generator, config.model.generator_input, mesh.devices.size,
-               config.batch_size, start_step, config.num_steps, workdir)
-
-  # --- Data: this host's slice of each global batch, from the step we start at.
-  batches, source = input_pipeline.config_batches(
-      config, scene, data_dir, batch_size=local_batch_size, global_batch_size=config.batch_size,
-      start_step=start_step, process_index=jax.process_index(),
-      process_count=jax.process_count())
-  logging.info('Training on %s.', source)
-
-  # --- Compiled functions; samples always start from the same inputs, so grids are comparable.
-  step_fn = parallel.jit_step(train_step.make_gan_train_step(gan), mesh)
-  device_batches = parallel.prefetch_to_device(batches, mesh)
-  if start_step < config.num_steps:
-    # Compiled before the first step, so that the compiler's freed heap goes back to the OS
-    # before the step's own buffers are allocated.
-    first_batch = next(device_batches)
-    step_fn = step_fn.lower(state, first_batch).compile()
-    common.release_free_host_memory()
-    device_batches = itertools.chain([first_batch], device_batches)
-  sample_fn = jax.jit(functools.partial(train_step.generate, gan))
-  sample_inputs = _sample_inputs(gan, config, scene, data_dir)
-  writer = tensorboard.SummaryWriter(workdir) if is_main_process else None
-  if writer and start_step == 0:
-    writer.hparams(dict(config.to_dict(), scene=scene))
-
-  # --- The loop.
-  step, pending_metrics, interval_start = start_step, [], time.perf_counter()
+  batches, writer, step, stop = None, None, 0, None
   try:
-    with StopRequest() as stop, tqdm(total=config.num_steps, initial=start_step, unit='step',
-                                     disable=not is_main_process, dynamic_ncols=True) as progress:
-      while step < config.num_steps and not stop.requested:
+    state = task.initial_state(jax.random.PRNGKey(config.seed), parallel.replicated(mesh))
+    state = checkpoint.restore_latest(manager, state, config)
+    step = start_step = int(state.step)
+    logging.info('%s: %d devices, global batch %d, steps %d -> %d, workdir %s.',
+                 task.description or 'Training', mesh.devices.size, task.batch_size, start_step,
+                 task.num_steps, workdir)
+    if start_step >= task.num_steps:
+      logging.info('Done at step %d; checkpoints in %s.', step, manager.directory)
+      return state
+
+    # --- Data: this host's slice of each global batch, from the step we start at.
+    batches = task.batches_from(start_step, local_batch_size)
+    device_batches = parallel.prefetch_to_device(batches, mesh)
+    step_fn, device_batches = _compiled_first(parallel.jit_step(task.train_step, mesh), state,
+                                              device_batches)
+    writer = tensorboard.SummaryWriter(workdir) if is_main_process else None
+    if writer and start_step == 0:
+      writer.hparams(config.to_dict())
+
+    # --- The loop.
+    pending_metrics, interval_start = [], time.perf_counter()
+    with StopRequest(mesh) as stop, tqdm(
+        total=task.num_steps, initial=start_step, unit='step', dynamic_ncols=True,
+        disable=not (progress and is_main_process)) as bar:
+      while step < task.num_steps and not stop.agreed():
         state, metrics = step_fn(state, next(device_batches))
         step += 1
         pending_metrics.append(metrics)  # device arrays: no wait for the step to finish
-        progress.update()
-        if step % config.log_every == 0 or step == config.num_steps:
-          means = _mean_metrics(pending_metrics, interval_start, config)
+        bar.update()
+        last = step == task.num_steps
+        if step % config.log_every == 0 or last:
+          means = interval_means(pending_metrics, interval_start, task.batch_size)
           pending_metrics, interval_start = [], time.perf_counter()
-          progress.set_postfix(d_loss=f'{means["discriminator_loss"]:.3f}',
-                               g_loss=f'{means["generator_loss"]:.3f}', refresh=False)
-          logging.info('step %d/%d: %s', step, config.num_steps,
+          bar.set_postfix({name: f'{means[name]:.4g}' for name in task.progress_metrics
+                           if name in means}, refresh=False)
+          logging.info('step %d/%d: %s', step, task.num_steps,
                        ', '.join(f'{k}={v:.4g}' for k, v in sorted(means.items())))
           if writer:
             for name, value in means.items():
               writer.scalar(f'train/{name}', value, step)
-        if step % config.sample_every == 0 or step == config.num_steps:
-          output = sample_fn(state, sample_inputs)  # every host takes part in the computation
-          if writer:
-            write_samples(output, workdir, step, config, writer)
+        for hook in task.hooks:
+          if step % hook.every == 0 or last:
+            hook.run(state, step, writer)
         checkpoint.save(manager, step, state, config)
 
-    # --- A last checkpoint wherever we stopped (end, or Ctrl-C).
+    # --- A last checkpoint wherever we stopped (the end, or a stop request).
     if manager.latest_step() != step:
       checkpoint.save(manager, step, state, config, force=True)
+    logging.info('%s at step %d; checkpoints in %s.',
+                 'Stopped' if step < task.num_steps else 'Done', step, manager.directory)
+    return state
   finally:  # on errors too: finish the checkpoint being written, stop the input threads
     manager.wait_until_finished()
     manager.close()
-    batches.close()
+    if batches is not None and hasattr(batches, 'close'):
+      batches.close()
     if writer:
       writer.flush()
-  logging.info('%s at step %d; checkpoints in %s.',
-               'Stopped' if stop.requested else 'Done', step, manager.directory)
-  return state

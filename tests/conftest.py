@@ -23,11 +23,12 @@ jax.config.update('jax_persistent_cache_min_compile_time_secs', 1.0)
 @pytest.fixture(scope='module')
 def gan_workdir(tmp_path_factory):
   """A work directory with a GAN checkpoint of the `test` config after one step."""
-  from experiments import training  # pylint: disable=g-import-not-at-top
+  from experiments import tasks  # pylint: disable=g-import-not-at-top
   workdir = str(tmp_path_factory.mktemp('gan'))
   config = configs.get_config('test')
   config.num_steps = 1
-  training.train_and_evaluate(config, workdir, 'golf')
+  config.data.scene = 'golf'
+  tasks.train_gan(config, workdir)
   return workdir
 
 

@@ -1,8 +1,8 @@
 """The autoencoder + Gaussian mixture baseline: shapes, learning, exact resume, the mixture fit,
 save/load and seeds, sample files, clear errors, and the command end to end.
 
-experiments.baseline defines absl flags, so it runs only in subprocesses here (another test
-module imports a flag-defining module in-process, and one process cannot define a flag twice).
+The command (experiments.baseline, which defines absl flags) runs in subprocesses; its work
+(experiments.autoencoder_baseline) in-process.
 """
 
 import functools
@@ -17,27 +17,19 @@ import numpy as np
 import pytest
 import video_files
 
-from data_pipeline import input_pipeline, synthetic
-from vgan_jax import autoencoder, checkpoint, configs, models, parallel
+from data_pipeline import synthetic
+from experiments import autoencoder_baseline
+from vgan_jax import checkpoint, configs, gmm, models, parallel, train_state, train_step
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The tests' compilation cache (tests/conftest.py), so the command reuses what they compiled.
 CACHE = os.path.join(REPO, '.pytest_cache', 'xla')
 
 
-def _batches_from(config, scene):
-  def batches_from(start_step, batch_size):
-    batches, _ = input_pipeline.train_batches(
-        scene, None, frames=config.model.frames, size=config.model.size, batch_size=batch_size,
-        global_batch_size=config.batch_size, seed=config.seed, start_step=start_step,
-        shuffle_buffer=config.data.shuffle_buffer)
-    return batches
-  return batches_from
-
-
 def _train(config, workdir, steps):
   config.num_steps = steps
-  return autoencoder.train(config, str(workdir), _batches_from(config, 'golf'), progress=False)
+  config.data.scene = 'golf'
+  return autoencoder_baseline.train_autoencoder(config, str(workdir), progress=False)
 
 
 # 10x the paper's learning rate, so that a few dozen steps show learning (Adam moves each weight
@@ -63,7 +55,7 @@ def _leaves(state):
 
 
 def test_encoder_code_and_reconstruction_shapes(test_config):
-  networks = autoencoder.build_autoencoder(test_config)
+  networks = train_state.build_autoencoder(test_config)
   video = jnp.zeros((3, 16, 32, 32, 3))
   init = functools.partial(networks.model.init, train=False)
   variables = jax.eval_shape(init, jax.random.PRNGKey(0), video)
@@ -86,12 +78,12 @@ def test_encoder_code_and_reconstruction_shapes(test_config):
 
 def test_reconstruction_loss_falls_on_a_fixed_batch():
   config = _config()
-  networks = autoencoder.build_autoencoder(config)
-  mesh = parallel.create_mesh()  # as autoencoder.train runs it, so the compiled step is shared
-  state = autoencoder.init_train_state(networks, config, jax.random.PRNGKey(0),
+  networks = train_state.build_autoencoder(config)
+  mesh = parallel.create_mesh()  # as the training loop runs it, so the compiled step is shared
+  state = train_state.init_train_state(networks, config, jax.random.PRNGKey(0),
                                        parallel.replicated(mesh))
   batch = {'video': np.stack([synthetic.render_clip('beach', i, 16, 32) for i in range(4)])}
-  step = parallel.jit_step(autoencoder.make_train_step(networks), mesh)
+  step = parallel.jit_step(train_step.make_train_step(networks), mesh)
   losses = []
   for _ in range(30):
     state, metrics = step(state, parallel.shard_batch(batch, mesh))
@@ -110,7 +102,7 @@ def test_resumed_training_equals_uninterrupted_training(trained, tmp_path):
   for a, b in zip(_leaves(uninterrupted), _leaves(resumed), strict=True):
     np.testing.assert_array_equal(a, b)
   # The checkpoint restores to the same state for inference.
-  _, _, restored = autoencoder.load_model(str(tmp_path))
+  _, _, restored = autoencoder_baseline.load_autoencoder(str(tmp_path))
   for a, b in zip(_leaves(resumed), _leaves(restored), strict=True):
     np.testing.assert_array_equal(a, b)
 
@@ -126,47 +118,46 @@ def _three_gaussians(seed=0, n=600, dims=5):
 @pytest.mark.parametrize('covariance', ['diag', 'full'])
 def test_mixture_recovers_known_means_and_saved_mixture_samples_the_same(covariance, tmp_path):
   means, codes = _three_gaussians()
-  gmm = autoencoder.fit_gmm(codes, components=3, seed=0, covariance=covariance)
-  found = gmm.means_[np.argsort(gmm.means_[:, 0])]
+  mixture = gmm.fit_gmm(codes, components=3, seed=0, covariance=covariance)
+  found = mixture.means_[np.argsort(mixture.means_[:, 0])]
   np.testing.assert_allclose(found, means[np.argsort(means[:, 0])], atol=0.15)
-  np.testing.assert_allclose(np.sort(gmm.weights_), 1 / 3, atol=0.06)
+  np.testing.assert_allclose(np.sort(mixture.weights_), 1 / 3, atol=0.06)
 
   path = str(tmp_path / 'gmm.npz')
-  autoencoder.save_gmm(path, gmm, step=7)
-  loaded, metadata = autoencoder.load_gmm(path)
+  gmm.save_gmm(path, mixture, step=7)
+  loaded, metadata = gmm.load_gmm(path)
   assert metadata == {'step': 7} and loaded.covariance_type == covariance
-  draws = autoencoder.sample_codes(loaded, 400, seed=3)
-  np.testing.assert_array_equal(draws, autoencoder.sample_codes(gmm, 400, seed=3))
-  assert not np.allclose(draws, autoencoder.sample_codes(loaded, 400, seed=4))
+  draws = gmm.sample_codes(loaded, 400, seed=3)
+  np.testing.assert_array_equal(draws, gmm.sample_codes(mixture, 400, seed=3))
+  assert not np.allclose(draws, gmm.sample_codes(loaded, 400, seed=4))
   assert draws.shape == (400, 5) and draws.dtype == np.float32
   # Draws follow the mixture: each lies near a mean, in the mixture's proportions.
   nearest = np.linalg.norm(draws[:, None] - means[None], axis=-1).argmin(1)
   assert np.abs(np.bincount(nearest, minlength=3) / 400 - 1 / 3).max() < 0.1
-  np.testing.assert_allclose(loaded.score_samples(codes[:20]), gmm.score_samples(codes[:20]))
+  np.testing.assert_allclose(loaded.score_samples(codes[:20]), mixture.score_samples(codes[:20]))
 
 
 def test_mixture_components_are_capped_and_bad_input_refused(caplog, tmp_path):
   _, codes = _three_gaussians(n=6)
   with caplog.at_level(logging.INFO):
-    gmm = autoencoder.fit_gmm(codes, components=256)
-  assert gmm.n_components == 6
+    mixture = gmm.fit_gmm(codes, components=256)
+  assert mixture.n_components == 6
   assert 'Fitting 6 mixture components instead of 256: there are only 6 codes.' in caplog.text
   with pytest.raises(ValueError, match="covariance='tied': must be one of diag, full"):
-    autoencoder.fit_gmm(codes, covariance='tied')
+    gmm.fit_gmm(codes, covariance='tied')
   with pytest.raises(ValueError, match='NaN'):
-    autoencoder.fit_gmm(np.full((4, 3), np.nan))
+    gmm.fit_gmm(np.full((4, 3), np.nan))
   (tmp_path / 'bad.npz').write_bytes(b'not a zip')
   with pytest.raises(ValueError, match='bad.npz is not a Gaussian mixture saved by save_gmm'):
-    autoencoder.load_gmm(str(tmp_path / 'bad.npz'))
+    gmm.load_gmm(str(tmp_path / 'bad.npz'))
 
 
 def test_sampling_needs_a_checkpoint_and_a_mixture(trained, tmp_path):
-  with pytest.raises(FileNotFoundError, match='No checkpoints in .*Train one first'):
-    autoencoder.write_samples(str(tmp_path / 'nothing'))
+  with pytest.raises(FileNotFoundError, match='No checkpoints in'):
+    autoencoder_baseline.write_samples(str(tmp_path / 'nothing'))
   workdir, _ = trained
-  with pytest.raises(FileNotFoundError, match=r'No Gaussian mixture at .*gmm.npz: fit one first '
-                                              r'with python -m experiments.baseline --mode=fit'):
-    autoencoder.write_samples(str(workdir))
+  with pytest.raises(FileNotFoundError, match=r'No Gaussian mixture at .*gmm.npz: fit one first'):
+    autoencoder_baseline.write_samples(str(workdir))
 
 
 def _command(*flags):
@@ -181,7 +172,7 @@ def _run(*flags):
 def test_command_trains_fits_and_samples_then_resamples_the_same(tmp_path):
   workdir = tmp_path / 'run'
   result = _run(f'--workdir={workdir}', '--config.num_steps=2',
-                f'--config.optimizer.learning_rate={LEARNING_RATE}', '--gmm_clips=8',
+                f'--config.optimizer.learning_rate={LEARNING_RATE}', '--config.baseline.gmm_clips=8',
                 '--num_samples=3', '--upscale=2', '--streams')
   assert result.returncode == 0, result.stderr[-3000:]
   assert 'Fitting 8 mixture components instead of 256' in result.stderr
@@ -195,16 +186,16 @@ def test_command_trains_fits_and_samples_then_resamples_the_same(tmp_path):
   video, mask = arrays['video'], arrays['mask']
   assert arrays['codes'].shape == (3, 100) and video.shape == (3, 16, 32, 32, 3)
   assert video.min() >= -1 and video.max() <= 1 and mask.min() >= 0 and mask.max() <= 1
-  _, metadata = autoencoder.load_gmm(str(workdir / 'gmm.npz'))
+  _, metadata = gmm.load_gmm(str(workdir / 'gmm.npz'))
   assert metadata == {'step': 2, 'clips': 8, 'components': 256, 'seed': 0}
 
   # Sampling again in-process, with the same seed: the same videos.
-  paths = autoencoder.write_samples(str(workdir), str(tmp_path / 'again'), num_samples=3, seed=0)
+  paths = autoencoder_baseline.write_samples(str(workdir), str(tmp_path / 'again'), num_samples=3, seed=0)
   again = np.load(tmp_path / 'again' / 'samples.npz')
   np.testing.assert_array_equal(again['codes'], arrays['codes'])
   np.testing.assert_allclose(again['video'], video, atol=1e-6)
   assert len(paths) == 2 * 3 + 3
-  other = autoencoder.write_samples(str(workdir), str(tmp_path / 'other'), num_samples=3, seed=1)
+  other = autoencoder_baseline.write_samples(str(workdir), str(tmp_path / 'other'), num_samples=3, seed=1)
   assert not np.allclose(np.load(other[-1])['codes'], arrays['codes'])
 
 
@@ -224,8 +215,8 @@ def test_a_checkpoint_of_another_kind_is_refused_in_one_line(tmp_path):
   manager.wait_until_finished()
   manager.close()
   with pytest.raises(checkpoint.CheckpointMismatchError) as error:
-    autoencoder.load_model(str(tmp_path))
+    autoencoder_baseline.load_autoencoder(str(tmp_path))
   message = str(error.value)
   assert message == (f'The checkpoint {tmp_path}/checkpoints/1 does not fit the model: it holds '
-                     "another kind of state than an autoencoder's (a GAN's? sample those with "
-                     'experiments.generate); use another --workdir for the baseline.')
+                     "another kind of state than an autoencoder's (a GAN's?); use another work "
+                     'directory for the baseline.')

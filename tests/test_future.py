@@ -11,9 +11,9 @@ import pytest
 import video_files
 
 from data_pipeline import synthetic
-from experiments import training
+from experiments import tasks
 from vgan_io import media
-from vgan_jax import configs, losses, models, sampling, train_state, train_step
+from vgan_jax import checkpoint, configs, losses, models, sampling, train_state, train_step
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -30,7 +30,8 @@ def future_workdir(tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp('future'))
   config = _future_config()
   config.num_steps = 1
-  training.train_and_evaluate(config, workdir, 'golf')
+  config.data.scene = 'golf'
+  tasks.train_gan(config, workdir)
   return workdir
 
 
@@ -68,7 +69,7 @@ def test_future_prediction_learns_to_copy_the_first_frame():
   assert gan.conditional and gan.reconstruction_weight == 10.0
   state = train_state.init_train_state(gan, config, jax.random.PRNGKey(0))
   batch = {'video': np.stack([synthetic.render_clip('golf', i, 16, 32) for i in range(4)])}
-  step = jax.jit(train_step.make_gan_train_step(gan))
+  step = jax.jit(train_step.make_train_step(gan))
   history = []
   for _ in range(100):
     state, metrics = step(state, batch)
@@ -113,9 +114,10 @@ def test_bad_inputs_get_clear_errors(future_workdir, tmp_path):
     sampling.predict_future(future_workdir, [str(tmp_path / 'notes.png')])
   with pytest.raises(ValueError, match='missing.jpg: no such file'):
     sampling.predict_future(future_workdir, [str(tmp_path / 'missing.jpg')])
-  with pytest.raises(FileNotFoundError, match='experiments.future --mode=train'):
+  with pytest.raises(checkpoint.NoCheckpointError, match='No checkpoints in'):
     sampling.predict_future(str(tmp_path / 'nothing'), [str(tmp_path / 'notes.png')])
-  with pytest.raises(ValueError, match='future-prediction model, which starts from an image'):
+  with pytest.raises(sampling.WrongModelKindError,
+                     match='future-prediction model, which starts from an image'):
     sampling.write_generated(future_workdir)
 
 
@@ -136,3 +138,9 @@ def test_command_line_trains_and_predicts(tmp_path):
   assert result.returncode == 1
   assert result.stderr.strip().splitlines()[-1] == (
       'future: --mode=predict needs --images=a.png,b.jpg,...')
+  result = subprocess.run(common[:-1] + [f'--workdir={tmp_path / "none"}', '--mode=predict',
+                                         f'--images={tmp_path / "photo.jpg"}'],
+                          cwd=REPO, capture_output=True, text=True, timeout=600)
+  assert result.returncode == 1
+  last = result.stderr.strip().splitlines()[-1]
+  assert last.startswith('future: No checkpoints in') and 'experiments.future --mode=train' in last

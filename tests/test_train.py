@@ -11,10 +11,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from experiments import training as train
+from experiments import tasks
 from vgan_jax import checkpoint
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _train(config, workdir, scene, data_dir=None):
+  config.data.scene, config.data.data_dir = scene, data_dir
+  return tasks.train_gan(config, str(workdir))
 
 
 def _params(state):
@@ -24,7 +29,7 @@ def _params(state):
 
 def test_training_writes_summaries_samples_and_checkpoints(test_config, tmp_path):
   test_config.num_steps = 2
-  state = train.train_and_evaluate(test_config, str(tmp_path), 'babies')
+  state = _train(test_config, tmp_path, 'babies')
   assert int(state.step) == 2
   assert any(name.startswith('events.out.tfevents') for name in os.listdir(tmp_path))
   samples = sorted(os.listdir(tmp_path / 'samples'))
@@ -41,11 +46,11 @@ def test_training_writes_summaries_samples_and_checkpoints(test_config, tmp_path
 
 def test_resumed_run_equals_uninterrupted_run(test_config, tmp_path):
   test_config.num_steps = 4
-  uninterrupted = train.train_and_evaluate(test_config, str(tmp_path / 'a'), 'golf')
+  uninterrupted = _train(test_config, tmp_path / 'a', 'golf')
   test_config.num_steps = 2  # "killed" after its checkpoint at step 2 ...
-  train.train_and_evaluate(test_config, str(tmp_path / 'b'), 'golf')
+  _train(test_config, tmp_path / 'b', 'golf')
   test_config.num_steps = 4  # ... and started again with the same command
-  resumed = train.train_and_evaluate(test_config, str(tmp_path / 'b'), 'golf')
+  resumed = _train(test_config, tmp_path / 'b', 'golf')
   assert int(resumed.step) == 4
   for a, b in zip(jax.tree.leaves(_params(uninterrupted)), jax.tree.leaves(_params(resumed))):
     np.testing.assert_array_equal(a, b)
@@ -53,18 +58,18 @@ def test_resumed_run_equals_uninterrupted_run(test_config, tmp_path):
 
 def test_checkpoint_of_another_model_is_refused_clearly(test_config, tmp_path):
   test_config.num_steps = 1
-  train.train_and_evaluate(test_config, str(tmp_path), 'beach')
+  _train(test_config, tmp_path, 'beach')
   test_config.model.width = 8
   with pytest.raises(checkpoint.CheckpointMismatchError,
                      match=r'checkpoints/1 was written for another model:\n  model.width: '
                            r'checkpoint 4, current 8'):
-    train.train_and_evaluate(test_config, str(tmp_path), 'beach')
+    _train(test_config, tmp_path, 'beach')
 
 
 def test_unknown_scene_without_data_is_refused_clearly(test_config, tmp_path):
   with pytest.raises(ValueError, match=r"No prepared clips for scene 'moon'.*built-in scenes are "
                                        r'beach, golf, train_station, babies'):
-    train.train_and_evaluate(test_config, str(tmp_path), 'moon', str(tmp_path / 'data'))
+    _train(test_config, tmp_path, 'moon', str(tmp_path / 'data'))
 
 
 def _train_command(workdir, *extra):

@@ -14,7 +14,7 @@ from vgan_jax import parallel, train_state, train_step
 def _setup(config, devices=None):
   gan = train_state.build_gan(config)
   mesh = parallel.create_mesh(devices)
-  step = parallel.jit_step(train_step.make_gan_train_step(gan), mesh)
+  step = parallel.jit_step(train_step.make_train_step(gan), mesh)
   state = train_state.init_train_state(gan, config, jax.random.PRNGKey(config.seed),
                                        parallel.replicated(mesh))
   return state, step, mesh
@@ -104,7 +104,7 @@ def test_bfloat16_computes_its_convolutions_in_bfloat16(test_config):
   test_config.model.compute_dtype = 'bfloat16'
   gan = train_state.build_gan(test_config)
   state = train_state.init_train_state(gan, test_config, jax.random.PRNGKey(0))
-  text = jax.jit(train_step.make_gan_train_step(gan)).lower(state, _batch(test_config)).as_text()
+  text = jax.jit(train_step.make_train_step(gan)).lower(state, _batch(test_config)).as_text()
   convolutions = [line for line in text.splitlines() if 'convolution' in line]
   assert convolutions and all('bf16' in line for line in convolutions)
   output = train_step.generate(gan, state, jnp.zeros((2, test_config.model.latent_dim)))

@@ -1,5 +1,6 @@
 """UCF101 evaluation on a tiny UCF-layout dataset of synthetic actions that the tests write."""
 
+import functools
 import json
 import os
 import shutil
@@ -94,8 +95,10 @@ def test_bad_inputs_get_one_clear_message(ucf_dir, tmp_path):
 
 
 def test_random_init_learns_the_actions_well_above_chance(ucf_dir, tmp_path):
-  results = evaluation.evaluate(_config(epochs=40), ucf_dir, 'random', 'finetune', None, (1,),
-                                1.0, 0, str(tmp_path), progress=False)
+  config = _config(epochs=40)
+  config.data.data_dir = ucf_dir
+  config.classifier.init = 'random'
+  results = evaluation.evaluate(config, str(tmp_path), progress=False)
   assert results['split1']['test_videos'] == 12
   assert results['mean']['top1'] >= 0.6, results  # chance is 0.25
   assert results['mean']['top5'] == 1.0  # 4 classes: all are in the top 5
@@ -128,8 +131,11 @@ def test_checkpoint_of_another_config_is_refused(gan_workdir):
 
 
 def test_sweep_writes_the_table_and_figures(ucf_dir, gan_workdir, tmp_path):
-  table = evaluation.sweep(_config(epochs=1), ucf_dir, 'finetune', gan_workdir, (1,), 0,
-                           str(tmp_path), fractions=(0.5, 1.0), progress=False)
+  config = _config(epochs=1)
+  config.data.data_dir = ucf_dir
+  config.classifier.gan_checkpoint = gan_workdir
+  config.classifier.sweep_fractions = '0.5,1'
+  table = evaluation.sweep(config, str(tmp_path), progress=False)
   assert set(table) == {'gan', 'random'} and set(table['gan']) == {'0.5', '1'}
   for name in ('sweep.json', 'figure4b.png', 'figure4c.png'):
     assert os.path.getsize(tmp_path / name) > 0
@@ -138,7 +144,7 @@ def test_sweep_writes_the_table_and_figures(ucf_dir, gan_workdir, tmp_path):
 
 def test_command_line_errors_are_one_line(tmp_path):
   result = subprocess.run([sys.executable, '-m', 'experiments.evaluate', '--config=test',
-                           f'--data_dir={tmp_path}', '--init=random'],
+                           f'--data_dir={tmp_path}', '--config.classifier.init=random'],
                           cwd=REPO, capture_output=True, text=True, timeout=600)
   assert result.returncode == 1
   assert result.stderr.strip().splitlines()[-1].startswith(
@@ -148,8 +154,9 @@ def test_command_line_errors_are_one_line(tmp_path):
 def test_replication_script_runs_end_to_end(tmp_path):
   """The small-scale study, shrunk to seconds: data, unlabeled shards, GAN, every method."""
   result = subprocess.run(
-      [sys.executable, '-m', 'experiments.replicate_actions', '--config=test', '--gan_steps=1',
-       '--fractions=1', '--seeds=0', '--epochs=1', '--videos_per_class=2',
+      [sys.executable, '-m', 'experiments.replicate_actions', '--config=test',
+       '--config.num_steps=1', '--config.replication.fractions=1', '--config.replication.seeds=0',
+       '--config.classifier.num_epochs=1', '--config.replication.videos_per_class=2',
        f'--output_dir={tmp_path}'], cwd=REPO, capture_output=True, text=True, timeout=900)
   assert result.returncode == 0, result.stderr[-3000:]
   table = json.load(open(tmp_path / 'replication.json'))
@@ -165,3 +172,20 @@ def test_videos_can_be_stabilized_before_caching(ucf_dir, tmp_path):
   assert index['videos'] == 2
   windows, label = next(ucf101.test_windows(str(tmp_path / 's.tfrecord'), 16, 2))
   assert windows.shape == (2, 16, 32, 32, 3) and label == 0
+
+
+def test_an_interrupted_classifier_resumes_as_if_uninterrupted(ucf_dir, tmp_path):
+  """Classifier training goes through the one loop: checkpoints, and a resume that continues
+  with the same batches (12 videos in batches of 8: 2 steps an epoch)."""
+  run = functools.partial(evaluation.evaluate_split, data_dir=ucf_dir, split=1, init='random',
+                          mode='finetune', trunk=None, label_fraction=1.0, seed=0,
+                          progress=False, cache_dir=str(tmp_path / 'cache'))
+  _, uninterrupted = run(_config(epochs=3), output_dir=str(tmp_path / 'a'))
+  _, stopped = run(_config(epochs=1), output_dir=str(tmp_path / 'b'))  # "killed" after epoch 1
+  result, resumed = run(_config(epochs=3), output_dir=str(tmp_path / 'b'))
+  assert int(stopped.step) == 3 and int(resumed.step) == int(uninterrupted.step) == 9
+  assert os.path.isdir(tmp_path / 'b' / 'split1_random_finetune_fraction1' / 'checkpoints' / '9')
+  for a, b in zip(jax.tree.leaves(jax.device_get(uninterrupted)),
+                  jax.tree.leaves(jax.device_get(resumed)), strict=True):
+    np.testing.assert_array_equal(a, b)
+  assert 0 <= result['top1'] <= 1

@@ -11,8 +11,8 @@ import jax
 import numpy as np
 import pytest
 
-from experiments import training
-from experiments import visualize_units as vu
+from experiments import tasks
+from experiments import unit_visualization as vu
 from vgan_jax import configs, models
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -27,7 +27,8 @@ def _train_one_step(workdir: str, future: bool) -> str:
   if future:
     config.model.generator_input = 'image'
     config.model.encoder_width = 4
-  training.train_and_evaluate(config, workdir, 'golf')
+  config.data.scene = 'golf'
+  tasks.train_gan(config, workdir)
   return workdir
 
 

@@ -7,7 +7,6 @@ Orbax writes to a temporary directory and renames it when complete, so a run kil
 never leaves a checkpoint that looks finished.
 """
 
-import functools
 import os
 from typing import Any
 
@@ -28,6 +27,10 @@ COMPUTATION_FIELDS = ('conv_impl', 'compute_dtype', 'two_stream_impl')
 
 class CheckpointMismatchError(ValueError):
   """A checkpoint that was written for another model than the one being restored."""
+
+
+class NoCheckpointError(FileNotFoundError):
+  """A work directory with no checkpoint to restore."""
 
 
 def create_manager(directory: str, config: ml_collections.ConfigDict) -> ocp.CheckpointManager:
@@ -138,29 +141,22 @@ def restore_for_inference(workdir: str, step: int | None = None,
 
   `workdir` is a training work directory (or its `checkpoints/` folder); the latest step unless
   `step` is given. The config comes from the checkpoint, so the caller needs to know nothing of
-  how the model was trained. `build(config) -> (networks, abstract_state)` makes the networks and
-  the state's shapes (default: the GAN's). Raises FileNotFoundError when there is no checkpoint.
+  how the model was trained. `build(config) -> networks` (default `train_state.build_gan`) makes
+  the networks whose state the checkpoint holds. Raises FileNotFoundError when there is no
+  checkpoint (NoCheckpointError), CheckpointMismatchError when it holds another model's state.
   """
   directory = os.path.abspath(checkpoint_directory(workdir))
   if not os.path.isdir(directory):
-    raise FileNotFoundError(f'No checkpoints in {workdir}: the folder does not exist.')
+    raise NoCheckpointError(f'No checkpoints in {workdir}: the folder does not exist.')
   manager = ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(create=False),
                                   item_names=(STATE, CONFIG))
   try:
     step = manager.latest_step() if step is None else step
     if step is None:
-      raise FileNotFoundError(f'No checkpoints in {directory}.')
+      raise NoCheckpointError(f'No checkpoints in {directory}.')
     config = configs.with_defaults(load_config(manager, step))
-    networks, abstract_state = (build or _build_gan)(config)
+    networks = (build or train_state.build_gan)(config)
+    abstract_state = train_state.abstract_train_state(networks, config)
     return config, networks, restore(manager, step, abstract_state, config)
   finally:
     manager.close()
-
-
-def _build_gan(config: ml_collections.ConfigDict) -> tuple[Any, Any]:
-  gan = train_state.build_gan(config)
-  device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-  shapes = jax.eval_shape(functools.partial(train_state.create_train_state, gan, config),
-                          jax.random.PRNGKey(0))
-  return gan, jax.tree.map(
-      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device), shapes)

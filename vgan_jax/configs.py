@@ -8,6 +8,7 @@ code path. Pick a config by name on the command line and override any field:
 """
 
 import ml_collections
+from ml_collections.config_dict import placeholder
 
 from vgan_jax import conv
 from vgan_jax.models import GENERATORS, SPATIOTEMPORAL_STRIDE, TWO_STREAM_IMPLS
@@ -70,6 +71,10 @@ def paper() -> ml_collections.ConfigDict:
   config.num_steps = 100_000  # iterations of (one D update, one G update)
 
   config.data = ml_collections.ConfigDict()
+  # A built-in scene (beach, golf, train_station, babies) or the name of a prepared data folder:
+  # clips are read from DATA_DIR/SCENE/*.tfrecord, else rendered by data_pipeline/synthetic.py.
+  config.data.scene = 'beach'
+  config.data.data_dir = placeholder(str)  # None: the built-in scenes
   config.data.shuffle_buffer = 1024
   config.data.synthetic_clips = 0  # 0: endless procedural clips; N: cycle over the first N
 
@@ -81,6 +86,33 @@ def paper() -> ml_collections.ConfigDict:
   config.classifier.num_epochs = 30
   config.classifier.dropout = 0.5  # on the penultimate layer, as the paper
   config.classifier.test_windows = 5  # windows per test video whose predictions are averaged
+  # What experiments/evaluate.py runs: the classifier's start ('gan': the discriminator of the GAN
+  # checkpoint `gan_checkpoint`; 'random'), what trains ('finetune': every layer; 'linear': a head
+  # on frozen features), on which UCF101 splits ('1', '1,2,3'), with which seeded fraction of
+  # each class's labels, on stabilized videos or not; `sweep_fractions` for --sweep (Fig. 4b/c).
+  config.classifier.init = 'gan'
+  config.classifier.gan_checkpoint = placeholder(str)
+  config.classifier.mode = 'finetune'
+  config.classifier.splits = '1'
+  config.classifier.label_fraction = 1.0
+  config.classifier.stabilize = False
+  config.classifier.sweep_fractions = '0.03125,0.0625,0.125,0.25,0.5,1'
+
+  # The autoencoder + Gaussian mixture baseline (experiments/baseline.py): the mixture is fitted
+  # on the codes of the first `gmm_clips` training clips ('diag' or 'full' covariances; the
+  # paper: 256 components), seeded with config.seed.
+  config.baseline = ml_collections.ConfigDict()
+  config.baseline.gmm_clips = 4096
+  config.baseline.gmm_components = 256
+  config.baseline.gmm_covariance = 'diag'
+
+  # The small-scale replication of Section 3.3 on synthetic actions
+  # (experiments/replicate_actions.py): training videos per class (plus 8 test), label fractions
+  # and classifier seeds (comma lists).
+  config.replication = ml_collections.ConfigDict()
+  config.replication.videos_per_class = 24
+  config.replication.fractions = '0.125,0.25,1'
+  config.replication.seeds = '0,1,2'
 
   config.log_every = 50  # steps between TensorBoard scalars
   config.sample_every = 1000  # steps between GIF sample grids
@@ -126,7 +158,33 @@ def test() -> ml_collections.ConfigDict:
   return config
 
 
-CONFIGS = {'paper': paper, 'tiny': tiny, 'test': test}
+def actions() -> ml_collections.ConfigDict:
+  """The small replication of Section 3.3 on synthetic actions (experiments/replicate_actions.py,
+  ~25 minutes on 2 cores): the tiny GAN for 600 steps, classifiers for 40 epochs at lr 1e-3."""
+  config = tiny()
+  config.num_steps = 600
+  config.classifier.num_epochs = 40
+  config.classifier.learning_rate = 1e-3
+  config.classifier.batch_size = 16
+  config.classifier.test_windows = 3
+  return config
+
+
+CONFIGS = {'paper': paper, 'tiny': tiny, 'test': test, 'actions': actions}
+CLASSIFIER_INITS = ('gan', 'random')
+CLASSIFIER_MODES = ('finetune', 'linear')
+COVARIANCE_TYPES = ('diag', 'full')
+
+
+def number_list(field: str, value: str, kind=float) -> list:
+  """'1,2,3' -> [1, 2, 3] (`kind` each); ValueError naming the config field otherwise."""
+  try:
+    items = [kind(item) for item in str(value).split(',') if item.strip()]
+  except ValueError:
+    items = []
+  if not items:
+    raise ValueError(f'config.{field}={value!r}: expected a comma list of numbers, e.g. 1,2,3.')
+  return items
 
 
 def get_config(name: str = 'paper') -> ml_collections.ConfigDict:
@@ -195,3 +253,31 @@ def validate(config: ml_collections.ConfigDict) -> None:
                 'num_samples'):
     if config[field] < 1:
       raise ValueError(f'config.{field}={config[field]}: must be at least 1.')
+  if not config.data.scene:
+    raise ValueError('config.data.scene is empty: name a built-in scene or a prepared folder.')
+  classifier = config.classifier
+  if classifier.init not in CLASSIFIER_INITS:
+    raise ValueError(f'config.classifier.init={classifier.init!r}: must be one of '
+                     f'{", ".join(CLASSIFIER_INITS)}.')
+  if classifier.mode not in CLASSIFIER_MODES:
+    raise ValueError(f'config.classifier.mode={classifier.mode!r}: must be one of '
+                     f'{", ".join(CLASSIFIER_MODES)}.')
+  if not all(split in (1, 2, 3) for split in number_list('classifier.splits', classifier.splits,
+                                                         int)):
+    raise ValueError(f'config.classifier.splits={classifier.splits!r}: UCF101 has splits 1, 2 '
+                     'and 3.')
+  for field, value in (('classifier.label_fraction', [classifier.label_fraction]),
+                       ('classifier.sweep_fractions',
+                        number_list('classifier.sweep_fractions', classifier.sweep_fractions)),
+                       ('replication.fractions',
+                        number_list('replication.fractions', config.replication.fractions))):
+    if not all(0 < fraction <= 1 for fraction in value):
+      raise ValueError(f'config.{field}: fractions must be in (0, 1]; got {value}.')
+  number_list('replication.seeds', config.replication.seeds, int)
+  baseline = config.baseline
+  if baseline.gmm_clips < 1 or baseline.gmm_components < 1:
+    raise ValueError(f'config.baseline.gmm_clips={baseline.gmm_clips} and gmm_components='
+                     f'{baseline.gmm_components}: must be at least 1.')
+  if baseline.gmm_covariance not in COVARIANCE_TYPES:
+    raise ValueError(f'config.baseline.gmm_covariance={baseline.gmm_covariance!r}: must be one '
+                     f'of {", ".join(COVARIANCE_TYPES)}.')

@@ -7,9 +7,11 @@ slice of the global batch (`process_batch_size`) and `shard_batch` assembles the
 """
 
 import collections
+import functools
 from typing import Callable, Iterator, Sequence
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from absl import logging
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
@@ -73,3 +75,24 @@ def jit_step(step: Callable, mesh: Mesh) -> Callable:
                  in_shardings=(replicated(mesh), batch_sharded(mesh)),
                  out_shardings=(replicated(mesh), replicated(mesh)),
                  donate_argnums=0)
+
+
+def any_device(flags: dict[jax.Device, bool], mesh: Mesh) -> bool:
+  """Whether any of the mesh's devices holds True, where each process gives `flags` for its own
+  devices: one all-reduce (max) over the `data` axis, whose result every process reads."""
+  sharding = batch_sharded(mesh)
+  shards = [jax.device_put(np.asarray([flags[device]], np.int32), device)
+            for device in sharding.addressable_devices]
+  values = jax.make_array_from_single_device_arrays((mesh.devices.size,), sharding, shards)
+  return bool(_max_replicated(mesh)(values))
+
+
+@functools.lru_cache(maxsize=8)
+def _max_replicated(mesh: Mesh) -> Callable:
+  return jax.jit(jnp.max, out_shardings=replicated(mesh))
+
+
+def any_process(flag: bool, mesh: Mesh) -> bool:
+  """Whether `flag` is True on any process of the mesh (each gives its own): the same answer on
+  every process, so all act on it at the same step. A collective: every process must call it."""
+  return any_device({device: flag for device in batch_sharded(mesh).addressable_devices}, mesh)

@@ -1,6 +1,7 @@
-"""Running a trained generator for people to look at: batched generation, latent walks, and
-writing each result as MP4 and GIF (with its streams side by side); the work of
-experiments/generate.py and of experiments/future.py --mode=predict, without their flags.
+"""Running a trained generator (the GAN's, the future predictor's, the autoencoder's decoder) for
+people to look at: batched generation, latent walks, and one writer of samples as MP4 and GIF
+(with their streams side by side) and .npz; the work of the generate, future and baseline
+commands, without their flags.
 """
 
 import functools
@@ -12,7 +13,7 @@ import numpy as np
 from absl import logging
 
 from vgan_io import files, media
-from vgan_jax import checkpoint, train_step, video_io
+from vgan_jax import checkpoint, train_state, train_step, video_io
 from vgan_jax.models import GeneratorOutput
 
 
@@ -28,11 +29,12 @@ def interpolate_latents(start: jax.Array, end: jax.Array, steps: int) -> jax.Arr
       jnp.sin(angle))
 
 
-def generate_streams(gan, state, inputs: jax.Array, batch_size: int) -> dict[str, np.ndarray]:
-  """Latents [N, D] (or, for future prediction, images [N, S, S, C]) -> the raw generator outputs
-  as float32 numpy arrays: video [N, T, S, S, C], and for two streams foreground, background
-  [N, S, S, C] and mask [N, T, S, S, 1]. Runs `batch_size` at a time (one compile per size)."""
-  generate = jax.jit(functools.partial(train_step.generate, gan))
+def generate_streams(generate, state, inputs: jax.Array, batch_size: int) -> dict[str, np.ndarray]:
+  """`generate(state, inputs) -> GeneratorOutput` run `batch_size` inputs at a time (jitted; one
+  compile per size) -> the raw outputs as float32 numpy arrays: video [N, T, S, S, C], and for
+  two streams foreground, background [N, S, S, C] and mask [N, T, S, S, 1]. Inputs: latents
+  [N, D], or images [N, S, S, C] for future prediction."""
+  generate = jax.jit(generate)
   parts = [jax.device_get(generate(state, inputs[i:i + batch_size]))
            for i in range(0, len(inputs), batch_size)]
   fields = parts[0]._fields
@@ -55,30 +57,43 @@ def write_each(videos: dict[str, np.ndarray], stems: list[str], fps: float, scal
     if streams and 'mask' in videos:
       side_by_side = video_io.streams_side_by_side(videos, index)
       paths += media.write_mp4_and_gif(stem + '_streams', media.upscale(side_by_side, scale),
-                                          fps)
+                                       fps)
+  return paths
+
+
+def write_samples(output_dir: str, raw: dict[str, np.ndarray], arrays: dict[str, np.ndarray],
+                  fps: float, scale: int, streams: bool) -> list[str]:
+  """Generated samples as files in `output_dir`: sample_NNN.mp4/.gif (and with `streams`
+  sample_NNN_streams.mp4/.gif), grid.mp4/.gif of all of them, and samples.npz with `arrays`
+  (the latent codes, ...) and the raw float outputs. Returns the paths, samples.npz last."""
+  videos = as_uint8_streams(raw)
+  stems = [os.path.join(output_dir, f'sample_{i:03d}') for i in range(len(raw['video']))]
+  paths = write_each(videos, stems, fps, scale, streams)
+  paths += media.write_mp4_and_gif(os.path.join(output_dir, 'grid'),
+                                   media.video_grid(videos['video'], scale=scale), fps)
+  paths.append(os.path.join(output_dir, 'samples.npz'))
+  files.write_npz(paths[-1], dict(arrays, **raw))
   return paths
 
 
 GAN_WORKDIR = os.path.join('runs', 'tiny_beach')  # what `make train` writes
-_TRAIN_GAN = (f'Train one first: `make train` writes {GAN_WORKDIR}, or python -m '
-              'experiments.train --config=tiny --scene=beach --workdir=WORKDIR.')
-_TRAIN_FUTURE = ('Train one first: python -m experiments.future --mode=train --config=tiny '
-                 '--scene=beach.')
+
+
+class WrongModelKindError(ValueError):
+  """A work directory that holds a future predictor where a GAN from noise was asked for, or the
+  reverse."""
 
 
 def load_model(workdir: str, step: int | None, conditional: bool):
-  """(config, gan, state) from a work directory, with errors that say what to do instead:
-  FileNotFoundError without a checkpoint, ValueError for the other kind of model."""
-  try:
-    config, gan, state = checkpoint.restore_for_inference(workdir, step)
-  except FileNotFoundError as error:
-    raise FileNotFoundError(f'{error} {_TRAIN_FUTURE if conditional else _TRAIN_GAN}') from None
+  """(config, gan, state) from a work directory: checkpoint.NoCheckpointError without a
+  checkpoint, WrongModelKindError for the other kind of model."""
+  config, gan, state = checkpoint.restore_for_inference(workdir, step)
   if gan.conditional and not conditional:
-    raise ValueError(f'{workdir} holds a future-prediction model, which starts from an image: '
-                     'use python -m experiments.future --mode=predict --images=...')
+    raise WrongModelKindError(f'{workdir} holds a future-prediction model, which starts from an '
+                              'image, not a GAN that starts from noise.')
   if conditional and not gan.conditional:
-    raise ValueError(f'{workdir} holds a GAN that starts from noise, not a future-prediction '
-                     f'model (sample it with python -m experiments.generate). {_TRAIN_FUTURE}')
+    raise WrongModelKindError(f'{workdir} holds a GAN that starts from noise, not a '
+                              'future-prediction model.')
   return config, gan, state
 
 
@@ -103,24 +118,20 @@ def write_generated(workdir: str, output_dir: str | None = None, num_samples: in
   scale = upscale or default_scale(config.model.size)
   latent_key, walk_key = jax.random.split(jax.random.PRNGKey(seed))
   latents = train_step.sample_latents(latent_key, num_samples, config.model.latent_dim)
-  raw = generate_streams(gan, state, latents, batch_size)
-  videos = as_uint8_streams(raw)
-  stems = [os.path.join(output_dir, f'sample_{i:03d}') for i in range(num_samples)]
-  paths = write_each(videos, stems, fps, scale, streams)
-  grid = media.video_grid(videos['video'], scale=scale)
-  paths += media.write_mp4_and_gif(os.path.join(output_dir, 'grid'), grid, fps)
-  arrays = dict(latents=np.asarray(latents), **raw)
+  generate = functools.partial(train_step.generate, gan)
+  raw = generate_streams(generate, state, latents, batch_size)
+  arrays, walk_paths = dict(latents=np.asarray(latents)), []
   if interpolate:
     ends = train_step.sample_latents(walk_key, 2, config.model.latent_dim)
     walk = interpolate_latents(ends[0], ends[1], interpolate)
-    walk_raw = generate_streams(gan, state, walk, batch_size)
+    walk_raw = generate_streams(generate, state, walk, batch_size)
     walk_grid = media.video_grid(as_uint8_streams(walk_raw)['video'], columns=interpolate,
-                                    scale=scale)
-    paths += media.write_mp4_and_gif(os.path.join(output_dir, 'interpolation'), walk_grid, fps)
-    arrays.update(interpolation_latents=np.asarray(walk),
-                  interpolation_video=walk_raw['video'])
-  paths.append(os.path.join(output_dir, 'samples.npz'))
-  files.write_npz(paths[-1], arrays)
+                                 scale=scale)
+    walk_paths = media.write_mp4_and_gif(os.path.join(output_dir, 'interpolation'), walk_grid,
+                                         fps)
+    arrays.update(interpolation_latents=np.asarray(walk), interpolation_video=walk_raw['video'])
+  paths = write_samples(output_dir, raw, arrays, fps, scale, streams)
+  paths[-1:-1] = walk_paths  # samples.npz stays last
   logging.info('Step %d of %s: wrote %d samples to %s.', int(state.step), workdir, num_samples,
                output_dir)
   return paths
@@ -132,7 +143,7 @@ def predict_future(workdir: str, images: list[str], output_dir: str | None = Non
   """The predicted video of each image file, as files (see experiments/future.py); returns the
   paths. ValueError names an image that cannot be read."""
   if not images:
-    raise ValueError('--mode=predict needs --images=a.png,b.jpg,...')
+    raise ValueError('predict_future: no images given.')
   config, gan, state = load_model(workdir, step, conditional=True)
   size = config.model.size
   loaded = []
@@ -141,7 +152,8 @@ def predict_future(workdir: str, images: list[str], output_dir: str | None = Non
     if note:
       logging.info('%s: %s.', path, note)
     loaded.append(image)
-  raw = generate_streams(gan, state, np.stack(loaded), batch_size=16)
+  raw = generate_streams(functools.partial(train_step.generate, gan), state, np.stack(loaded),
+                         batch_size=16)
   output_dir = output_dir or os.path.join(workdir, 'predictions')
   stems = [os.path.join(output_dir, os.path.splitext(os.path.basename(path))[0])
            for path in images]

@@ -1,4 +1,7 @@
-"""Pure training steps: (state, batch) -> (state, metrics), to be jitted once by the caller.
+"""Pure training steps: (state, batch) -> (state, metrics), to be jitted once by the caller, for
+every kind of training (`vgan_jax/train_state.py`); `make_train_step(networks)` gives the one for
+a bundle of networks. Also the networks in inference mode (`generate`, `encode`, `decode`,
+`classify`).
 
 A batch is a dict of arrays; `batch["video"]` is [B, T, H, W, C], uint8 in [0, 255] (scaled here,
 on the device, so the host sends a quarter of the bytes) or float in [-1, 1].
@@ -13,7 +16,8 @@ import optax
 from vgan_jax import losses
 from vgan_jax.memory import computed_after
 from vgan_jax.models import GeneratorOutput
-from vgan_jax.train_state import GAN, GANTrainState
+from vgan_jax.train_state import (GAN, AutoencoderNetworks, AutoencoderTrainState, Classifier,
+                                  ClassifierTrainState, GANTrainState)
 
 
 def normalize_video(video: jax.Array) -> jax.Array:
@@ -125,9 +129,69 @@ def gan_train_step(gan: GAN, state: GANTrainState,
   return new_state, metrics
 
 
-def make_gan_train_step(gan: GAN):
-  """`gan_train_step` with its networks bound: a pure (state, batch) -> (state, metrics)."""
-  return functools.partial(gan_train_step, gan)
+def autoencoder_train_step(networks: AutoencoderNetworks, state: AutoencoderTrainState,
+                           batch: dict[str, jax.Array]
+                           ) -> tuple[AutoencoderTrainState, dict[str, jax.Array]]:
+  """One Adam update of encoder and decoder together on reconstruction, plus the two-stream mask
+  prior `mask_penalty * mean|m|` that the GAN's generator has (so the streams mean what the
+  GAN's do). BatchNorm uses the (global) batch's statistics and updates its averages."""
+  target = normalize_video(batch['video'])
+
+  def objective(params):
+    (code, output), updates = networks.model.apply(
+        {'params': params, 'batch_stats': state.batch_stats}, target, train=True,
+        mutable=['batch_stats'])
+    reconstruction = losses.reconstruction_loss(output.video, target,
+                                                networks.reconstruction_loss)
+    penalty = (jnp.zeros(()) if output.mask is None
+               else losses.mask_penalty(output.mask, networks.mask_penalty))
+    return reconstruction + penalty, (updates['batch_stats'], reconstruction, penalty, code,
+                                      output.mask)
+
+  (loss, (batch_stats, reconstruction, penalty, code, mask)), grads = jax.value_and_grad(
+      objective, has_aux=True)(state.params)
+  updates, opt_state = networks.optimizer.update(grads, state.opt_state, state.params)
+  new_state = state.replace(step=state.step + 1, params=optax.apply_updates(state.params, updates),
+                            batch_stats=batch_stats, opt_state=opt_state)
+  metrics = {'loss': loss, 'reconstruction_loss': reconstruction,
+             # The spread of the codes, which the mixture will model.
+             'code_rms': jnp.sqrt(jnp.mean(jnp.square(code)))}
+  if mask is not None:
+    metrics.update(mask_penalty=penalty, mask_mean=mask.mean())
+  return new_state, metrics
+
+
+def classifier_train_step(classifier: Classifier, state: ClassifierTrainState,
+                          batch: dict[str, jax.Array]
+                          ) -> tuple[ClassifierTrainState, dict[str, jax.Array]]:
+  """One Adam step on softmax cross entropy of batch {'video': uint8, 'label': int [B]}, with
+  dropout on the penultimate layer (a new mask each step from the state's key)."""
+  video = normalize_video(batch['video'])
+  rng, dropout_key = jax.random.split(state.rng)
+
+  def loss_fn(params):
+    logits, updates = classifier.model.apply(
+        {'params': params, 'batch_stats': state.batch_stats}, video, train=True,
+        train_trunk=not classifier.linear, rngs={'dropout': dropout_key},
+        mutable=['batch_stats'])
+    loss = optax.softmax_cross_entropy_with_integer_labels(logits, batch['label']).mean()
+    return loss, (updates['batch_stats'], logits)
+
+  (loss, (batch_stats, logits)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  updates, opt_state = classifier.optimizer.update(grads, state.opt_state, state.params)
+  new_state = state.replace(step=state.step + 1, params=optax.apply_updates(state.params, updates),
+                            batch_stats=batch_stats, opt_state=opt_state, rng=rng)
+  accuracy = (logits.argmax(-1) == batch['label']).mean()
+  return new_state, {'loss': loss, 'accuracy': accuracy}
+
+
+_STEPS = {GAN: gan_train_step, AutoencoderNetworks: autoencoder_train_step,
+          Classifier: classifier_train_step}
+
+
+def make_train_step(networks: GAN | AutoencoderNetworks | Classifier):
+  """The pure (state, batch) -> (state, metrics) step of a bundle of networks, bound to it."""
+  return functools.partial(_STEPS[type(networks)], networks)
 
 
 def generate(gan: GAN, state: GANTrainState, inputs: jax.Array) -> GeneratorOutput:
@@ -138,3 +202,25 @@ def generate(gan: GAN, state: GANTrainState, inputs: jax.Array) -> GeneratorOutp
   return gan.generator.apply(
       {'params': state.generator_params, 'batch_stats': state.generator_batch_stats}, inputs,
       train=False)
+
+
+def encode(networks: AutoencoderNetworks, state: AutoencoderTrainState,
+           videos: jax.Array) -> jax.Array:
+  """The autoencoder's encoder in inference mode (BatchNorm running averages): videos
+  [N, T, S, S, C], uint8 or float in [-1, 1] -> codes [N, latent_dim]."""
+  return networks.model.apply({'params': state.params, 'batch_stats': state.batch_stats},
+                              normalize_video(videos), train=False, method='encode')
+
+
+def decode(networks: AutoencoderNetworks, state: AutoencoderTrainState,
+           codes: jax.Array) -> GeneratorOutput:
+  """The autoencoder's decoder in inference mode: codes [N, latent_dim] -> GeneratorOutput."""
+  return networks.model.apply({'params': state.params, 'batch_stats': state.batch_stats}, codes,
+                              train=False, method='decode')
+
+
+def classify(classifier: Classifier, state: ClassifierTrainState, videos: jax.Array) -> jax.Array:
+  """Class probabilities [B, K] of uint8 (or [-1, 1]) videos, in inference mode."""
+  logits = classifier.model.apply({'params': state.params, 'batch_stats': state.batch_stats},
+                                  normalize_video(videos), train=False)
+  return jax.nn.softmax(logits)

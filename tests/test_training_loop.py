@@ -1,0 +1,104 @@
+"""The one training loop (experiments/training.py): a stop that every host agrees on, hooks,
+checkpoints wherever it stops, and every kind of training going through it."""
+
+import os
+import signal
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from experiments import training
+from vgan_jax import parallel
+
+
+def test_any_device_all_reduces_the_devices_flags():
+  """Two devices in one process stand for two hosts: each device holds its host's flag."""
+  mesh = parallel.create_mesh()
+  first, second = mesh.devices.flat
+  assert mesh.devices.size == 2
+  assert parallel.any_device({first: False, second: True}, mesh)
+  assert parallel.any_device({first: True, second: False}, mesh)
+  assert not parallel.any_device({first: False, second: False}, mesh)
+  assert parallel.any_process(True, mesh) and not parallel.any_process(False, mesh)
+
+
+def test_a_signal_becomes_a_stop_request_and_handlers_are_restored():
+  mesh = parallel.create_mesh()
+  before = signal.getsignal(signal.SIGTERM)
+  with training.StopRequest(mesh) as stop:
+    assert not stop.agreed()
+    os.kill(os.getpid(), signal.SIGTERM)
+    assert stop.requested and stop.agreed()
+  assert signal.getsignal(signal.SIGTERM) is before
+
+
+@flax.struct.dataclass
+class LinearState:
+  step: jax.Array
+  params: jax.Array
+  opt_state: optax.OptState
+
+
+def _counting_task(num_steps, hooks=()):
+  """Least squares on y = x . [1, -2, 0.5] with SGD; the batch of a step depends on the step."""
+  optimizer = optax.sgd(0.1)
+
+  def initial_state(rng, sharding):
+    del rng
+    params = jnp.zeros(3)
+    state = LinearState(jnp.zeros((), jnp.int32), params, optimizer.init(params))
+    return jax.device_put(state, sharding)
+
+  def train_step(state, batch):
+    loss_fn = lambda p: jnp.mean((batch['x'] @ p - batch['y']) ** 2)
+    loss, grads = jax.value_and_grad(loss_fn)(state.params)
+    updates, opt_state = optimizer.update(grads, state.opt_state)
+    return LinearState(state.step + 1, optax.apply_updates(state.params, updates),
+                       opt_state), {'loss': loss}
+
+  def batches_from(start_step, batch_size):
+    for step in range(start_step, 10 ** 6):  # the batch of each step depends on the step only
+      rng = np.random.default_rng(step)
+      x = rng.normal(size=(batch_size, 3)).astype(np.float32)
+      yield {'x': x, 'y': x @ np.array([1.0, -2.0, 0.5], np.float32)}
+
+  return training.Task(initial_state=initial_state, train_step=train_step,
+                       batches_from=batches_from, num_steps=num_steps, batch_size=4,
+                       progress_metrics=('loss',), hooks=hooks, description='Counting')
+
+
+def test_loop_trains_runs_hooks_and_resumes_exactly(test_config, tmp_path):
+  test_config.log_every = 3
+  test_config.checkpoint_every = 5
+  calls = []
+  hook = training.Hook(4, lambda state, step, writer: calls.append((step, int(state.step))))
+  uninterrupted = training.train(_counting_task(10, [hook]), test_config, str(tmp_path / 'a'),
+                                 progress=False)
+  assert int(uninterrupted.step) == 10
+  assert calls == [(4, 4), (8, 8), (10, 10)]  # every 4 steps and after the last
+  assert sorted(os.listdir(tmp_path / 'a' / 'checkpoints')) == ['10', '5']
+  training.train(_counting_task(7), test_config, str(tmp_path / 'b'), progress=False)
+  resumed = training.train(_counting_task(10), test_config, str(tmp_path / 'b'), progress=False)
+  np.testing.assert_array_equal(resumed.params, uninterrupted.params)
+  assert float(np.abs(np.asarray(resumed.params) - [1.0, -2.0, 0.5]).max()) < 0.5  # it learns
+
+
+def test_every_host_stops_after_the_step_any_host_was_asked_to(test_config, tmp_path,
+                                                               monkeypatch):
+  """Another host's request (the all-reduce answers True from the 3rd check on) stops this one
+  too, after the same step, with a checkpoint of it."""
+  checks = []
+
+  def any_process(flag, mesh):
+    checks.append(flag)
+    return len(checks) >= 3
+
+  monkeypatch.setattr(training.parallel, 'any_process', any_process)
+  test_config.checkpoint_every = 100
+  state = training.train(_counting_task(10), test_config, str(tmp_path), progress=False)
+  assert int(state.step) == 2 and not any(checks)  # this host itself was never signalled
+  assert max(int(name) for name in os.listdir(tmp_path / 'checkpoints')) == 2
