@@ -165,7 +165,8 @@ def _run_jobs(function: Callable, jobs: Sequence[tuple], workers: int) -> Iterab
 
 def _start(output: str, scene: str, options: dict) -> tuple[str, dict]:
   if not scene or os.sep in scene or scene.startswith('.'):
-    raise ValueError(f'--scene must be a plain folder name such as "beach"; got {scene!r}.')
+    raise ValueError(f'The scene name must be a plain folder name such as "beach"; got '
+                     f'{scene!r}.')
   folder = os.path.join(output, scene)
   check_writable(folder)
   removed = files.remove_partial_files(folder)

@@ -152,7 +152,7 @@ def load_manifest(folder: str, scene: str, options: dict) -> dict:
                             for key, value in sorted(json.loads(json.dumps(options)).items())
                             if stored.get(key) != value)
     raise ValueError(f'{folder} was prepared with other options ({differences}); use another '
-                     '--output, or the same options to add to it.')
+                     'output folder, or the same options to add to it.')
   return manifest
 
 

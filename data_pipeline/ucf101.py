@@ -93,7 +93,7 @@ def read_split(data_dir: str, split: int, subset: str) -> list[Video]:
 def label_fraction(videos: list[Video], fraction: float, seed: int) -> list[Video]:
   """A seeded random `fraction` of each class's videos (at least one per class), in list order."""
   if not 0 < fraction <= 1:
-    raise ValueError(f'--label_fraction must be in (0, 1]; got {fraction}.')
+    raise ValueError(f'The label fraction must be in (0, 1]; got {fraction}.')
   rng = np.random.default_rng(seed)
   by_class = collections.defaultdict(list)
   for index, video in enumerate(videos):

@@ -53,8 +53,8 @@ def define_data_flags(scene: bool = True) -> None:
 
 
 def _expand_config_name(argv: list[str]) -> list[str]:
-  """`--config=NAME` (or `--config NAME`) -> `--config=.../vgan_jax/configs.py:NAME`; UsageError
-  for a bare word that is neither a config name nor a .py file."""
+  """`--config=NAME` (or `--config NAME`) -> `--config=.../vgan_jax/configs.py:NAME`; a bare word
+  that is neither a config name nor a .py file ends the program with one line naming it."""
   if not any(arg == '--config' or arg.startswith('--config=') for arg in argv):
     return argv
   configs = _configs()

@@ -60,4 +60,5 @@ def main():
 if __name__ == '__main__':
   common.run(main, 'future', hints={
       checkpoint.NoCheckpointError: TRAIN_FIRST,
-      sampling.WrongModelKindError: f'Sample it with python -m experiments.generate. {TRAIN_FIRST}'})
+      sampling.WrongModelKindError: (
+          f'Sample it with python -m experiments.generate. {TRAIN_FIRST}')})

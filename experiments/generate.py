@@ -19,7 +19,8 @@ from absl import flags
 from experiments import common
 from vgan_jax import checkpoint, sampling
 
-_WORKDIR = flags.DEFINE_string('workdir', sampling.GAN_WORKDIR, 'Training work directory (or its '
+GAN_WORKDIR = os.path.join('runs', 'tiny_beach')  # what `make train` writes
+_WORKDIR = flags.DEFINE_string('workdir', GAN_WORKDIR, 'Training work directory (or its '
                                'checkpoints/ folder).')
 _STEP = flags.DEFINE_integer('step', None, 'Checkpoint step (default: the latest).')
 _NUM_SAMPLES = flags.DEFINE_integer('num_samples', 16, 'Videos to generate.')
@@ -34,7 +35,7 @@ _FPS = flags.DEFINE_float('fps', 25.0, 'Playback frame rate (the paper\'s 25).')
 _UPSCALE = flags.DEFINE_integer('upscale', 0, 'Enlarge frames this many times for viewing (0: to '
                                 'about 128 pixels).')
 _BATCH_SIZE = flags.DEFINE_integer('batch_size', 16, 'Videos generated at once.')
-TRAIN_FIRST = (f'Train one first: `make train` writes {sampling.GAN_WORKDIR}, or python -m '
+TRAIN_FIRST = (f'Train one first: `make train` writes {GAN_WORKDIR}, or python -m '
                'experiments.train --config=tiny --scene=beach --workdir=WORKDIR.')
 
 

@@ -12,7 +12,6 @@ skipped with one line naming it and the reason, and listed in OUTPUT/SCENE/manif
 """
 
 import os
-import sys
 
 from absl import flags, logging
 

@@ -71,7 +71,7 @@ def test_interpolation_by_hand():
 def test_missing_checkpoint_says_how_to_train_one(tmp_path):
   with pytest.raises(checkpoint.NoCheckpointError, match='No checkpoints in'):
     sampling.write_generated(str(tmp_path / 'nothing'))
-  with pytest.raises(ValueError, match='--interpolate 0 or at least 2'):
+  with pytest.raises(ValueError, match='interpolate 0 or at least 2'):
     sampling.write_generated(str(tmp_path / 'nothing'), interpolate=1)
 
 

@@ -239,7 +239,8 @@ def test_fused_and_plain_two_stream_generators_agree(test_config):
     assert generator.impl == impl
     variables.append(generator.init(jax.random.PRNGKey(1), z, train=False))
     inference = generator.apply(variables[0], z, train=False)
-    results.append((inference, generator_gradients(model, z, results[0][1][2] if results else None)))
+    cotangents = results[0][1][2] if results else None
+    results.append((inference, generator_gradients(model, z, cotangents)))
   # The same parameter tree (names, shapes and initial values).
   jax.tree.map(np.testing.assert_array_equal, variables[0], variables[1])
   (plain_out, (plain_grads, plain_stats, _)), (fused_out, (fused_grads, fused_stats, _)) = results

@@ -42,6 +42,8 @@ def test_training_writes_summaries_samples_and_checkpoints(test_config, tmp_path
     durations.append(gif.info['duration'])
   assert sum(durations) == test_config.model.frames * round(1000 / test_config.sample_fps)
   assert os.path.isdir(tmp_path / 'checkpoints' / '2')
+  saved_config = checkpoint.restore_for_inference(str(tmp_path))[0]
+  assert saved_config.data.scene == 'babies'  # what defines the experiment is saved with it
 
 
 def test_resumed_run_equals_uninterrupted_run(test_config, tmp_path):
@@ -109,6 +111,8 @@ def test_ctrl_c_stops_with_a_checkpoint_and_the_rerun_resumes(tmp_path):
     ('--config=huge', "unknown config 'huge'"),
     ('--config.model.nonexistent=3', 'nonexistent'),
     ('--config.model.size=40', 'config.model.size=40: must be a positive multiple of 16'),
+    ('--config.data.scene=golf', '--scene=train_station contradicts --config.data.scene=golf'),
+    ('--config.model.two_stream_impl=fast', "config.model.two_stream_impl='fast': must be one of"),
 ])
 def test_bad_flags_give_one_clear_error(tmp_path, flag, message):
   result = subprocess.run(_train_command(tmp_path / 'run', flag), cwd=REPO,
@@ -116,3 +120,27 @@ def test_bad_flags_give_one_clear_error(tmp_path, flag, message):
   assert result.returncode != 0
   assert message in result.stderr, result.stderr[-3000:]
   assert not (tmp_path / 'run').exists()  # nothing written
+
+
+def test_a_checkpoint_from_before_the_experiment_fields_resumes(test_config, tmp_path):
+  """A checkpoint whose saved config predates data.scene, model.two_stream_impl and the
+  classifier, baseline and replication settings: it resumes, with today's defaults for them."""
+  test_config.num_steps = 1
+  state = _train(test_config, tmp_path / 'new', 'golf')
+  old = test_config.to_dict()
+  for section, field in (('data', 'scene'), ('data', 'data_dir'), ('model', 'two_stream_impl')):
+    del old[section][field]
+  for section in ('baseline', 'replication'):
+    del old[section]
+  for field in ('init', 'gan_checkpoint', 'mode', 'splits', 'label_fraction', 'stabilize',
+                'sweep_fractions'):
+    del old['classifier'][field]
+  manager = checkpoint.create_manager(str(tmp_path / 'old' / 'checkpoints'), test_config)
+  manager.save(1, args=checkpoint.ocp.args.Composite(**{
+      checkpoint.STATE: checkpoint.ocp.args.StandardSave(state),
+      checkpoint.CONFIG: checkpoint.ocp.args.JsonSave(old)}), force=True)
+  manager.wait_until_finished()
+  manager.close()
+  test_config.num_steps = 2
+  resumed = _train(test_config, tmp_path / 'old', 'golf')
+  assert int(resumed.step) == 2

@@ -149,6 +149,12 @@ def test_command_line_errors_are_one_line(tmp_path):
   assert result.returncode == 1
   assert result.stderr.strip().splitlines()[-1].startswith(
       f'evaluate: {tmp_path}/ucfTrainTestlist/classInd.txt: missing')
+  result = subprocess.run([sys.executable, '-m', 'experiments.evaluate', '--config=test',
+                           f'--data_dir={tmp_path}', '--config.classifier.splits=1,4'],
+                          cwd=REPO, capture_output=True, text=True, timeout=600)
+  assert result.returncode == 1
+  assert result.stderr.strip().splitlines()[-1] == (
+      "evaluate: config.classifier.splits='1,4': UCF101 has splits 1, 2 and 3.")
 
 
 def test_replication_script_runs_end_to_end(tmp_path):

@@ -176,6 +176,14 @@ CLASSIFIER_MODES = ('finetune', 'linear')
 COVARIANCE_TYPES = ('diag', 'full')
 
 
+# Fields whose value must be one of a few names.
+_CHOICES = (('model.generator', GENERATORS), ('model.two_stream_impl', TWO_STREAM_IMPLS),
+            ('model.conv_impl', CONV_IMPLS), ('model.compute_dtype', COMPUTE_DTYPES),
+            ('model.generator_input', GENERATOR_INPUTS),
+            ('reconstruction_loss', RECONSTRUCTION_LOSSES), ('classifier.init', CLASSIFIER_INITS),
+            ('classifier.mode', CLASSIFIER_MODES), ('baseline.gmm_covariance', COVARIANCE_TYPES))
+
+
 def number_list(field: str, value: str, kind=float) -> list:
   """'1,2,3' -> [1, 2, 3] (`kind` each); ValueError naming the config field otherwise."""
   try:
@@ -218,27 +226,14 @@ def validate(config: ml_collections.ConfigDict) -> None:
     if value < SPATIOTEMPORAL_STRIDE or value % SPATIOTEMPORAL_STRIDE:
       raise ValueError(f'config.model.{field}={value}: must be a positive multiple of '
                        f'{SPATIOTEMPORAL_STRIDE} (four stride-2 layers follow the first).')
-  if model.generator not in GENERATORS:
-    raise ValueError(f"config.model.generator={model.generator!r}: must be 'one_stream' or "
-                     "'two_stream'.")
-  if model.two_stream_impl not in TWO_STREAM_IMPLS:
-    raise ValueError(f'config.model.two_stream_impl={model.two_stream_impl!r}: must be one of '
-                     f'{", ".join(TWO_STREAM_IMPLS)}.')
-  if model.conv_impl not in CONV_IMPLS:
-    raise ValueError(f'config.model.conv_impl={model.conv_impl!r}: must be one of '
-                     f'{", ".join(CONV_IMPLS)}.')
-  if model.compute_dtype not in COMPUTE_DTYPES:
-    raise ValueError(f'config.model.compute_dtype={model.compute_dtype!r}: must be one of '
-                     f'{", ".join(COMPUTE_DTYPES)}.')
-  if model.generator_input not in GENERATOR_INPUTS:
-    raise ValueError(f'config.model.generator_input={model.generator_input!r}: must be one of '
-                     f'{", ".join(GENERATOR_INPUTS)}.')
+  for field, choices in _CHOICES:
+    section, name = field.rpartition('.')[::2]
+    value = (config[section] if section else config)[name]
+    if value not in choices:
+      raise ValueError(f'config.{field}={value!r}: must be one of {", ".join(choices)}.')
   if model.encoder_depth < 1 or model.size % 2 ** model.encoder_depth:
     raise ValueError(f'config.model.encoder_depth={model.encoder_depth}: must be at least 1 and '
                      f'2**depth must divide config.model.size={model.size}.')
-  if config.reconstruction_loss not in RECONSTRUCTION_LOSSES:
-    raise ValueError(f'config.reconstruction_loss={config.reconstruction_loss!r}: must be one '
-                     f'of {", ".join(RECONSTRUCTION_LOSSES)}.')
   if config.reconstruction_weight < 0:
     raise ValueError(f'config.reconstruction_weight={config.reconstruction_weight}: must not be '
                      'negative.')
@@ -256,12 +251,6 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if not config.data.scene:
     raise ValueError('config.data.scene is empty: name a built-in scene or a prepared folder.')
   classifier = config.classifier
-  if classifier.init not in CLASSIFIER_INITS:
-    raise ValueError(f'config.classifier.init={classifier.init!r}: must be one of '
-                     f'{", ".join(CLASSIFIER_INITS)}.')
-  if classifier.mode not in CLASSIFIER_MODES:
-    raise ValueError(f'config.classifier.mode={classifier.mode!r}: must be one of '
-                     f'{", ".join(CLASSIFIER_MODES)}.')
   if not all(split in (1, 2, 3) for split in number_list('classifier.splits', classifier.splits,
                                                          int)):
     raise ValueError(f'config.classifier.splits={classifier.splits!r}: UCF101 has splits 1, 2 '
@@ -278,6 +267,4 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if baseline.gmm_clips < 1 or baseline.gmm_components < 1:
     raise ValueError(f'config.baseline.gmm_clips={baseline.gmm_clips} and gmm_components='
                      f'{baseline.gmm_components}: must be at least 1.')
-  if baseline.gmm_covariance not in COVARIANCE_TYPES:
-    raise ValueError(f'config.baseline.gmm_covariance={baseline.gmm_covariance!r}: must be one '
-                     f'of {", ".join(COVARIANCE_TYPES)}.')
+

@@ -13,7 +13,7 @@ import numpy as np
 from absl import logging
 
 from vgan_io import files, media
-from vgan_jax import checkpoint, train_state, train_step, video_io
+from vgan_jax import checkpoint, train_step, video_io
 from vgan_jax.models import GeneratorOutput
 
 
@@ -76,9 +76,6 @@ def write_samples(output_dir: str, raw: dict[str, np.ndarray], arrays: dict[str,
   return paths
 
 
-GAN_WORKDIR = os.path.join('runs', 'tiny_beach')  # what `make train` writes
-
-
 class WrongModelKindError(ValueError):
   """A work directory that holds a future predictor where a GAN from noise was asked for, or the
   reverse."""
@@ -111,8 +108,8 @@ def write_generated(workdir: str, output_dir: str | None = None, num_samples: in
   The same `seed` gives the same latent codes, hence the same videos.
   """
   if num_samples < 1 or interpolate < 0 or interpolate == 1 or batch_size < 1 or fps <= 0:
-    raise ValueError('--num_samples and --batch_size must be at least 1, --interpolate 0 or at '
-                     'least 2, --fps above 0.')
+    raise ValueError('num_samples and batch_size must be at least 1, interpolate 0 or at '
+                     'least 2, fps above 0.')
   config, gan, state = load_model(workdir, step, conditional=False)
   output_dir = output_dir or os.path.join(workdir, 'generated')
   scale = upscale or default_scale(config.model.size)

@@ -4,7 +4,7 @@
   video [B, T, S, S, C] -> encoder -> code [B, 100] -> two-stream generator -> video
 
 Sampling the baseline fits a Gaussian mixture on the codes and decodes draws from it (see
-vgan_jax/autoencoder.py); the networks here know nothing of that.
+vgan_jax/gmm.py, experiments/autoencoder_baseline.py); the networks here know nothing of that.
 """
 
 import flax.linen as nn
