@@ -97,7 +97,7 @@ def config_from_flags() -> ml_collections.ConfigDict:
     if shorthand not in FLAGS or FLAGS[shorthand].value is None:
       continue
     value = FLAGS[shorthand].value
-    given = overrides.get('data', {}).get(field) if isinstance(overrides, dict) else None
+    given = overrides.get(f'data.{field}')  # overrides are keyed by dotted field paths
     if given is not None and given != value:
       raise ValueError(f'--{shorthand}={value} contradicts --config.data.{field}={given}.')
     with config.unlocked():
