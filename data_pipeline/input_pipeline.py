@@ -198,19 +198,29 @@ def train_batches(scene: str, data_dir: str | None, *, frames: int, size: int, b
                             shuffle_buffer=shuffle_buffer)
     source = f'{len(paths)} shards of {scene!r} in {os.path.join(data_dir, scene)}'
   else:
-    try:
-      synthetic.check_scene(scene)
-    except ValueError as error:
-      where = f'in {os.path.join(data_dir, scene)}' if data_dir else '(no --data_dir given)'
-      raise ValueError(f'No prepared clips for scene {scene!r} {where}, and {error}') from None
+    check_source(scene, data_dir)
     dataset = synthetic_dataset(scene, frames, size, seed=seed,
                                 start_index=start_step * global_batch_size,
                                 process_index=process_index, process_count=process_count,
                                 num_clips=synthetic_clips)
-    looked = f'no shards in {os.path.join(data_dir, scene)}' if data_dir else 'no --data_dir'
-    source = (f'the built-in synthetic {scene!r} scenes (data_pipeline/synthetic.py), since there '
-              f'are {looked}')
+    looked = (f'there are no shards in {os.path.join(data_dir, scene)}' if data_dir
+              else 'no data folder was given')
+    source = f'the built-in synthetic {scene!r} scenes (data_pipeline/synthetic.py), since {looked}'
   return as_batches(dataset, batch_size, paths), source
+
+
+def check_source(scene: str, data_dir: str | None) -> None:
+  """Raises ValueError, naming the folder, when `scene` has neither shards under `data_dir` nor a
+  built-in synthetic scene: checked before training touches its work directory."""
+  if find_shards(data_dir, scene):
+    return
+  try:
+    synthetic.check_scene(scene)
+  except ValueError as error:
+    where = f'in {os.path.join(data_dir, scene)}' if data_dir else '(no data folder given)'
+    reason = str(error)
+    raise ValueError(f'No prepared clips for scene {scene!r} {where}, and '
+                     f'{reason[:1].lower()}{reason[1:]}') from None
 
 
 def config_batches(config, *, batch_size: int, global_batch_size: int, start_step: int = 0,

@@ -27,33 +27,16 @@ GMM_FILE = 'gmm.npz'
 STAGES = ('all', 'train', 'fit', 'sample')
 
 
-def _shorter(error: checkpoint.CheckpointMismatchError) -> checkpoint.CheckpointMismatchError:
-  """The error of a checkpoint whose arrays are not an autoencoder's, without orbax's listing of
-  both trees (tens of kilobytes); other mismatches (model sizes) unchanged."""
-  message = str(error)
-  if 'does not fit the model' not in message:
-    return error
-  return checkpoint.CheckpointMismatchError(
-      message.split(': ', 1)[0] + ": it holds another kind of state than an autoencoder's (a "
-      "GAN's?); use another work directory for the baseline.")
-
-
 def train_autoencoder(config: ml_collections.ConfigDict, workdir: str,
                       progress: bool = True) -> train_state.AutoencoderTrainState:
   """Trains (or resumes) the autoencoder to config.num_steps; its state."""
-  try:
-    return training.train(tasks.autoencoder_task(config), config, workdir, progress)
-  except checkpoint.CheckpointMismatchError as error:
-    raise _shorter(error) from None
+  return training.train(tasks.autoencoder_task(config), config, workdir, progress)
 
 
 def load_autoencoder(workdir: str, step: int | None = None):
   """(config, networks, state) of a trained autoencoder; FileNotFoundError without a checkpoint,
   CheckpointMismatchError for a work directory of another model."""
-  try:
-    return checkpoint.restore_for_inference(workdir, step, build=train_state.build_autoencoder)
-  except checkpoint.CheckpointMismatchError as error:
-    raise _shorter(error) from None
+  return checkpoint.restore_for_inference(workdir, step, build=train_state.build_autoencoder)
 
 
 def encode_clips(networks: train_state.AutoencoderNetworks,

@@ -11,7 +11,9 @@ An entry point defines its flags, then
     common.run(main, 'train')
 """
 
+import ast
 import ctypes
+import functools
 import logging as python_logging
 import os
 import sys
@@ -22,6 +24,9 @@ from absl import app, flags
 from ml_collections import config_flags
 
 FLAGS = flags.FLAGS
+# Shorthand flags (where an entry point defines them) and the config fields they set.
+SHORTHANDS = {'scene': 'data.scene', 'data_dir': 'data.data_dir',
+              'checkpoint': 'classifier.gan_checkpoint'}
 
 
 def _configs():
@@ -44,7 +49,7 @@ def define_config_flag(default: str = 'paper') -> flags.FlagHolder:
 
 def define_data_flags(scene: bool = True) -> None:
   """`--scene` (unless not `scene`) and `--data_dir`: shorthands for --config.data.scene and
-  --config.data.data_dir (saved with the checkpoint like every config field)."""
+  --config.data.data_dir (saved with the checkpoint like every config field; see `SHORTHANDS`)."""
   if scene:
     flags.DEFINE_string('scene', None, 'Shorthand for --config.data.scene: golf, beach, '
                         'train_station, babies, or the name of a prepared data folder.')
@@ -52,7 +57,7 @@ def define_data_flags(scene: bool = True) -> None:
                       'prepared clips, DATA_DIR/SCENE/*.tfrecord (default: the built-in scenes).')
 
 
-def _expand_config_name(argv: list[str]) -> list[str]:
+def _expand_config_name(argv: list[str], name: str) -> list[str]:
   """`--config=NAME` (or `--config NAME`) -> `--config=.../vgan_jax/configs.py:NAME`; a bare word
   that is neither a config name nor a .py file ends the program with one line naming it."""
   if not any(arg == '--config' or arg.startswith('--config=') for arg in argv):
@@ -71,7 +76,7 @@ def _expand_config_name(argv: list[str]) -> list[str]:
     elif value in configs.CONFIGS:
       expanded.append(f'--config={configs.__file__}:{value}')
     elif '.py' not in value:
-      sys.exit(f'{os.path.basename(argv[0])}: unknown config {value!r}: use one of '
+      sys.exit(f'{name}: unknown config {value!r}: use one of '
                f'{", ".join(configs.CONFIGS)} or a FILE.py[:ARG] with get_config().')
     else:
       expanded.append(f'--config={value}')
@@ -89,19 +94,20 @@ def config_name() -> str:
 
 
 def config_from_flags() -> ml_collections.ConfigDict:
-  """The `--config` flag's config with the `--scene`/`--data_dir` shorthands (where defined)
-  applied, validated; ValueError names a bad field or a shorthand that contradicts an override."""
+  """The `--config` flag's config with the `SHORTHANDS` an entry point defines applied,
+  validated; ValueError names a bad field or a shorthand that contradicts an override."""
   config = FLAGS.config
-  overrides = config_flags.get_override_values(FLAGS['config'])
-  for shorthand, field in (('scene', 'scene'), ('data_dir', 'data_dir')):
+  overrides = config_flags.get_override_values(FLAGS['config'])  # keyed by dotted field paths
+  for shorthand, field in SHORTHANDS.items():
     if shorthand not in FLAGS or FLAGS[shorthand].value is None:
       continue
     value = FLAGS[shorthand].value
-    given = overrides.get(f'data.{field}')  # overrides are keyed by dotted field paths
-    if given is not None and given != value:
-      raise ValueError(f'--{shorthand}={value} contradicts --config.data.{field}={given}.')
+    given = overrides.get(field)
+    if given is not None and os.path.normpath(str(given)) != os.path.normpath(value):
+      raise ValueError(f'--{shorthand}={value} contradicts --config.{field}={given}.')
+    section, name = field.split('.')
     with config.unlocked():
-      config.data[field] = value
+      config[section][name] = value
   _configs().validate(config)
   return config
 
@@ -165,5 +171,22 @@ def run(main: Callable[[], None], name: str, hints: dict[type, str] | None = Non
       hint = next((text for kind, text in (hints or {}).items() if isinstance(error, kind)), '')
       sys.exit(f'{name}: {error}' + (f' {hint}' if hint else ''))
 
-  app.run(app_main, flags_parser=lambda argv: app.parse_flags_with_usage(
-      _expand_config_name(argv)))
+  app.run(app_main, flags_parser=functools.partial(_parse_flags, name=name))
+
+
+def _parse_flags(argv: list[str], name: str) -> list[str]:
+  """absl's parser, after named configs are expanded; a `--config.FIELD=` that names no field (or
+  cannot be set) ends the program with one line, not ml_collections' traceback."""
+  argv = _expand_config_name(argv, name)
+  try:
+    return app.parse_flags_with_usage(argv)
+  except (AttributeError, KeyError, TypeError, ValueError) as error:
+    detail = str(error.args[0] if error.args else error)
+    # ml_collections nests the repr of a KeyError's message (quotes and all) in its error.
+    while len(detail) > 1 and detail[0] == detail[-1] and detail[0] in '\'"':
+      try:
+        detail = ast.literal_eval(detail)
+      except (ValueError, SyntaxError):
+        break
+    kind = 'an unknown field' if isinstance(error, (AttributeError, KeyError)) else 'a field'
+    sys.exit(f'{name}: bad --config override of {kind}: {detail.replace(chr(10), ": ")}')

@@ -37,9 +37,6 @@ _OUTPUT_DIR = flags.DEFINE_string('output_dir', None, 'Default: runs/ucf101_CONF
 
 def main():
   config = common.config_from_flags()
-  if _CHECKPOINT.value:
-    with config.unlocked():
-      config.classifier.gan_checkpoint = _CHECKPOINT.value
   settings = config.classifier
   output_dir = _OUTPUT_DIR.value or os.path.join(
       'runs', f'ucf101_{common.config_name()}_{"sweep" if _SWEEP.value else settings.init}_'

@@ -33,6 +33,8 @@ def load_gan_trunk(path: str, config: ml_collections.ConfigDict):
     raise checkpoint.CheckpointMismatchError(
         f'The checkpoint in {path} is of another model than --config ({"; ".join(differences)}):'
         ' pass the --config it was trained with.')
+  logging.info('The discriminator trunk of step %d of %s initialises the classifier.',
+               int(state.step), path)
   return state.discriminator_params['trunk'], state.discriminator_batch_stats['trunk']
 
 
@@ -128,8 +130,9 @@ def evaluate(config: ml_collections.ConfigDict, output_dir: str, progress: bool 
     raise ValueError('No UCF101 folder: give --data_dir (or --config.data.data_dir), the folder '
                      'holding UCF-101/ and ucfTrainTestlist/.')
   if settings.init == 'gan' and not settings.gan_checkpoint:
-    raise ValueError('config.classifier.init=gan needs the GAN: --config.classifier.'
-                     'gan_checkpoint=WORKDIR (a GAN work directory or its checkpoints/).')
+    raise ValueError('config.classifier.init=gan needs the GAN: --checkpoint=WORKDIR (or '
+                     '--config.classifier.gan_checkpoint=WORKDIR), a GAN work directory or its '
+                     'checkpoints/ folder.')
   splits = configs.number_list('classifier.splits', settings.splits, int)
   trunk = load_gan_trunk(settings.gan_checkpoint, config) if settings.init == 'gan' else None
   results = {}

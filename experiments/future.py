@@ -4,7 +4,7 @@
   python -m experiments.future --mode=train --scene=golf --data_dir=data
   python -m experiments.future --mode=predict --config=tiny --scene=beach --images=a.png,b.jpg
 
-Training is the GAN's training (experiments/train.py, the same state, step and loop) with
+Training is the GAN's training (the same state, step and loop, experiments/training.py) with
 `config.model.generator_input='image'`: an image encoder maps each clip's first frame to the
 two-stream generator's code, the discriminator is unchanged, and the generator loss adds
 `config.reconstruction_weight` (10) times the L1 (or `config.reconstruction_loss=l2`) distance

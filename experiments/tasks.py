@@ -24,7 +24,9 @@ from vgan_jax import train_state, train_step, video_io
 
 def config_batches_from(config: ml_collections.ConfigDict):
   """`batches_from(start_step, batch_size)`: this host's training clips of `config.data` (shards
-  of config.data.scene under config.data.data_dir, or the built-in scene)."""
+  of config.data.scene under config.data.data_dir, or the built-in scene). ValueError now, not
+  when training starts, for a scene that has neither."""
+  input_pipeline.check_source(config.data.scene, config.data.data_dir)
 
   def batches_from(start_step: int, batch_size: int):
     batches, source = input_pipeline.config_batches(

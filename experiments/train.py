@@ -1,6 +1,6 @@
 """Trains a VGAN: one D update then one G update per step, data-parallel over every device.
 
-  python -m experiments.train --config=tiny --scene=beach      # 2-core CPU demo, ~10 minutes
+  python -m experiments.train --config=tiny --scene=beach      # 2-core CPU demo, about 9 minutes
   python -m experiments.train --scene=beach                    # the paper's config
   python -m experiments.train --scene=golf --data_dir=/data/vgan --config.batch_size=128
 

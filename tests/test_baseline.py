@@ -19,7 +19,8 @@ import video_files
 
 from data_pipeline import synthetic
 from experiments import autoencoder_baseline
-from vgan_jax import checkpoint, configs, gmm, models, parallel, train_state, train_step
+from vgan_jax import (checkpoint, configs, gmm, models, parallel, sampling, train_state,
+                      train_step)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The tests' compilation cache (tests/conftest.py), so the command reuses what they compiled.
@@ -218,5 +219,13 @@ def test_a_checkpoint_of_another_kind_is_refused_in_one_line(tmp_path):
     autoencoder_baseline.load_autoencoder(str(tmp_path))
   message = str(error.value)
   assert message == (f'The checkpoint {tmp_path}/checkpoints/1 does not fit the model: it holds '
-                     "another kind of state than an autoencoder's (a GAN's?); use another work "
-                     'directory for the baseline.')
+                     "another kind of state (fields weights), not this model's; use the command "
+                     'that trained it, or another work directory.')
+
+
+def test_the_gan_tools_name_an_autoencoders_checkpoint(trained):
+  workdir, _ = trained
+  with pytest.raises(checkpoint.CheckpointMismatchError,
+                     match=r"does not fit the model: it holds an autoencoder's or an action "
+                           r"classifier's state \(fields batch_stats, opt_state, params\)"):
+    sampling.write_generated(str(workdir))

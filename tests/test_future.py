@@ -144,3 +144,18 @@ def test_command_line_trains_and_predicts(tmp_path):
   assert result.returncode == 1
   last = result.stderr.strip().splitlines()[-1]
   assert last.startswith('future: No checkpoints in') and 'experiments.future --mode=train' in last
+
+
+def test_images_with_the_same_name_get_their_own_predictions(future_workdir, tmp_path):
+  image = synthetic.render_clip('beach', 0, frames=1, size=32)[0]
+  for folder in ('a', 'b'):
+    (tmp_path / folder).mkdir()
+    cv2.imwrite(str(tmp_path / folder / 'photo.png'), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+  paths = sampling.predict_future(future_workdir, [str(tmp_path / 'a' / 'photo.png'),
+                                                   str(tmp_path / 'b' / 'photo.png')],
+                                  str(tmp_path / 'out'), streams=False)
+  assert sorted(os.listdir(tmp_path / 'out')) == [
+      'photo.gif', 'photo.mp4', 'photo_2.gif', 'photo_2.mp4', 'predictions.npz']
+  assert all(os.path.exists(path) for path in paths) and len(paths) == 5
+  assert sampling.unique_stems(['x/a.png', 'y/a.jpg', 'z/a_2.png', 'b.png']) == [
+      'a', 'a_2', 'a_2_2', 'b']

@@ -71,7 +71,8 @@ def test_checkpoint_of_another_model_is_refused_clearly(test_config, tmp_path):
 def test_unknown_scene_without_data_is_refused_clearly(test_config, tmp_path):
   with pytest.raises(ValueError, match=r"No prepared clips for scene 'moon'.*built-in scenes are "
                                        r'beach, golf, train_station, babies'):
-    _train(test_config, tmp_path, 'moon', str(tmp_path / 'data'))
+    _train(test_config, tmp_path / 'run', 'moon', str(tmp_path / 'data'))
+  assert not (tmp_path / 'run').exists()  # refused before anything was written
 
 
 def _train_command(workdir, *extra):
@@ -110,6 +111,8 @@ def test_ctrl_c_stops_with_a_checkpoint_and_the_rerun_resumes(tmp_path):
 @pytest.mark.parametrize('flag, message', [
     ('--config=huge', "unknown config 'huge'"),
     ('--config.model.nonexistent=3', 'nonexistent'),
+    ('--config.num_step=3', 'train: bad --config override of an unknown field: \'num_step\': Did '
+                            'you mean "num_steps"'),
     ('--config.model.size=40', 'config.model.size=40: must be a positive multiple of 16'),
     ('--config.data.scene=golf', '--scene=train_station contradicts --config.data.scene=golf'),
     ('--config.model.two_stream_impl=fast', "config.model.two_stream_impl='fast': must be one of"),

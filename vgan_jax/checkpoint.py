@@ -8,6 +8,7 @@ never leaves a checkpoint that looks finished.
 """
 
 import os
+import re
 from typing import Any
 
 import jax
@@ -112,11 +113,28 @@ def restore(manager: ocp.CheckpointManager, step: int, target: Any,
     restored = manager.restore(step, args=ocp.args.Composite(**{
         STATE: ocp.args.StandardRestore(abstract)}))
   except (ValueError, KeyError, TypeError) as error:  # shapes or tree structure differ
-    # Orbax's message can list the whole tree (tens of kilobytes): its first line says enough.
-    detail = str(error).strip().splitlines()[0][:300] if str(error).strip() else repr(error)
     raise CheckpointMismatchError(
-        f'The checkpoint {where} does not fit the model: {detail}') from error
+        f'The checkpoint {where} does not fit the model: {_mismatch_detail(error)}') from error
   return restored[STATE]
+
+
+# The top-level fields of each kind of training state (vgan_jax/train_state.py).
+_STATE_KINDS = (('generator_params', "a GAN's or a future predictor's"),
+                ('params', "an autoencoder's or an action classifier's"))
+
+
+def _mismatch_detail(error: Exception) -> str:
+  """What orbax's error says, shortly: for another kind of state, which kind the checkpoint holds
+  (orbax lists the differing fields, each with the whole subtree: tens of kilobytes); else its
+  first line."""
+  message = str(error).strip()
+  # Fields on disk that the model's state has not: "NAME:" then "- Source: MISSING".
+  on_disk_only = re.findall(r'^(\w+):\n\s*- Source: MISSING', message, re.MULTILINE)
+  if on_disk_only:
+    kind = next((kind for field, kind in _STATE_KINDS if field in on_disk_only), 'another kind of')
+    return (f'it holds {kind} state (fields {", ".join(sorted(on_disk_only))}), not this model\'s; '
+            'use the command that trained it, or another work directory.')
+  return message.splitlines()[0][:300] if message else repr(error)
 
 
 def restore_latest(manager: ocp.CheckpointManager, target: Any,

@@ -134,6 +134,21 @@ def write_generated(workdir: str, output_dir: str | None = None, num_samples: in
   return paths
 
 
+def unique_stems(paths: list[str]) -> list[str]:
+  """File names without folder and extension, made unique by _2, _3, ... where they repeat
+  (a/x.png and b/x.jpg -> x, x_2), so outputs named after them never overwrite each other."""
+  stems, taken = [], set()
+  for path in paths:
+    base = stem = os.path.splitext(os.path.basename(path))[0]
+    count = 1
+    while stem in taken:
+      count += 1
+      stem = f'{base}_{count}'
+    taken.add(stem)
+    stems.append(stem)
+  return stems
+
+
 def predict_future(workdir: str, images: list[str], output_dir: str | None = None,
                    streams: bool = True, fps: float = 25.0, upscale: int = 0,
                    step: int | None = None) -> list[str]:
@@ -152,8 +167,7 @@ def predict_future(workdir: str, images: list[str], output_dir: str | None = Non
   raw = generate_streams(functools.partial(train_step.generate, gan), state, np.stack(loaded),
                          batch_size=16)
   output_dir = output_dir or os.path.join(workdir, 'predictions')
-  stems = [os.path.join(output_dir, os.path.splitext(os.path.basename(path))[0])
-           for path in images]
+  stems = [os.path.join(output_dir, stem) for stem in unique_stems(images)]
   paths = write_each(as_uint8_streams(raw), stems, fps, upscale or default_scale(size), streams)
   paths.append(os.path.join(output_dir, 'predictions.npz'))
   files.write_npz(paths[-1], dict(images=np.stack(loaded), sources=np.array(images), **raw))
