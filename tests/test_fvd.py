@@ -1,0 +1,122 @@
+"""FVD and KVD as the reference computes them: TF1's bilinear resize, I3D's logits, the Fréchet
+distance in closed form, the reference's golden value, and the errors of bad input."""
+
+import pickle
+
+import cv2
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from data_pipeline import synthetic
+from vgan_jax.metrics import fvd, i3d
+
+
+def test_resize_is_tf1_resize_bilinear():
+  """The reference resizes with tf.image.resize_bilinear (TF1: half_pixel_centers=False)."""
+  frames = np.random.default_rng(0).integers(0, 256, (1, 2, 48, 64, 3), np.uint8)
+  ours = np.asarray(fvd.preprocess(frames, 224))
+  reference = tf.compat.v1.image.resize_bilinear(frames[0], (224, 224), align_corners=False,
+                                                 half_pixel_centers=False).numpy()
+  np.testing.assert_allclose(ours[0], 2.0 * reference / 255.0 - 1.0, atol=1e-5)
+  # Generated float videos are rounded to uint8 first, as stored clips are.
+  as_float = frames.astype(np.float32) / 127.5 - 1.0
+  np.testing.assert_allclose(np.asarray(fvd.preprocess(as_float, 224)), ours, atol=1e-5)
+
+
+def test_frechet_distance_in_closed_form():
+  # Diagonal Gaussians: |m_a - m_b|^2 + sum (s_a + s_b - 2 sqrt(s_a s_b)).
+  distance = fvd.frechet_distance([0.0, 1.0], np.diag([1.0, 4.0]), [3.0, 1.0],
+                                  np.diag([4.0, 9.0]))
+  assert distance == pytest.approx(9.0 + (1 + 4 - 2 * 2) + (4 + 9 - 2 * 6))
+  # Rotated: the same distance whatever the basis.
+  rotation = np.array([[np.cos(0.3), -np.sin(0.3)], [np.sin(0.3), np.cos(0.3)]])
+  rotate = lambda c: rotation @ c @ rotation.T
+  assert fvd.frechet_distance(rotation @ [0.0, 1.0], rotate(np.diag([1.0, 4.0])),
+                              rotation @ [3.0, 1.0], rotate(np.diag([4.0, 9.0]))) == pytest.approx(
+                                  distance)
+
+
+def test_running_statistics_are_numpys_mean_and_unbiased_covariance():
+  features = np.random.default_rng(1).normal(size=(50, 7))
+  statistics = fvd.FeatureStatistics(7)
+  for start in range(0, 50, 16):
+    statistics.update(features[start:start + 16])
+  assert statistics.count == 50
+  np.testing.assert_allclose(statistics.mean, features.mean(0))
+  np.testing.assert_allclose(statistics.covariance, np.cov(features, rowvar=False, ddof=1))
+  with pytest.raises(ValueError, match='at least 2 samples'):
+    _ = fvd.FeatureStatistics(7).update(features[:1]).covariance
+
+
+def test_kernel_distance_by_hand():
+  rng = np.random.default_rng(2)
+  a, b = rng.normal(size=(4, 3)), rng.normal(1.0, 1.0, size=(5, 3))
+  k = lambda x, y: (np.dot(x, y) / 3 + 1) ** 3
+  expected = (sum(k(a[i], a[j]) for i in range(4) for j in range(4) if i != j) / 12
+              + sum(k(b[i], b[j]) for i in range(5) for j in range(5) if i != j) / 20
+              - 2 * sum(k(x, y) for x in a for y in b) / 20)
+  assert fvd.kernel_distance(a, b) == pytest.approx(expected)
+
+
+@pytest.fixture(scope='module')
+def features():
+  return fvd.I3DFeatures(batch_size=8)
+
+
+def test_reference_golden_value_and_a_set_against_itself(features):
+  """The reference's test: 16 all-black against 16 all-white videos of 15 frames of 64x64 is
+  "around 131"; 133.9 with these weights."""
+  black = np.zeros((16, 15, 64, 64, 3), np.uint8)
+  white = np.full((16, 15, 64, 64, 3), 255, np.uint8)
+  result = fvd.fvd(black, white, features)
+  assert result['fvd'] == pytest.approx(133.9, abs=3.0)
+  assert result['kvd'] > 0
+  # (Every video here is 15 frames of 64x64: one compiled I3D for the whole module.)
+  noise = np.random.default_rng(3).integers(0, 256, (8, 15, 64, 64, 3), np.uint8)
+  same = fvd.fvd(noise, noise, features)
+  assert abs(same['fvd']) < 1e-3 * result['fvd']  # (the unbiased KVD of a set with itself is not 0)
+
+
+def test_fvd_orders_real_blurred_and_noise(features):
+  """On clips of a textured, moving scene: another sample of the same scene is closer than its
+  blurred copy, which is closer than noise."""
+  clips = lambda start: np.stack([synthetic.render_clip('beach', i, 15, 64)
+                                  for i in range(start, start + 8)])
+  real, other = clips(0), clips(8)
+  blurred = np.stack([[cv2.GaussianBlur(frame, (0, 0), 4) for frame in clip] for clip in other])
+  noise = np.random.default_rng(4).integers(0, 256, other.shape, np.uint8)
+  stats = lambda videos: fvd.statistics_of([features(videos)])
+  reference = stats(real)
+  distance = lambda s: fvd.frechet_distance(reference.mean, reference.covariance, s.mean,
+                                            s.covariance)
+  to_other, to_blurred, to_noise = distance(stats(other)), distance(stats(blurred)), distance(
+      stats(noise))
+  assert to_other < to_blurred < to_noise, (to_other, to_blurred, to_noise)
+
+
+def test_fewer_than_nine_frames_and_bad_shapes_are_refused(features):
+  with pytest.raises(ValueError, match='at least 9 frames per video; got 8'):
+    features(np.zeros((2, 8, 32, 32, 3), np.uint8))
+  with pytest.raises(ValueError, match=r'videos \[N, T, H, W, 3\]; got shape \[2, 9, 32, 32\]'):
+    features(np.zeros((2, 9, 32, 32), np.uint8))
+
+
+def test_weights_are_checked_and_unpickled_safely(tmp_path):
+  path = tmp_path / 'weights.ckpt'
+  path.write_bytes(b'not the weights')
+  with pytest.raises(i3d.WeightsError, match='not the expected I3D weights'):
+    i3d.load_weights(str(path))
+
+  class Payload:  # what a malicious pickle would carry
+    def __reduce__(self):
+      return (print, ('this must never run',))
+
+  path.write_bytes(pickle.dumps({'params': Payload(), 'batch_stats': {}}))
+  with pytest.raises(i3d.WeightsError, match='refusing to load builtins.print'):
+    i3d.load_weights(str(path), sha256=None)
+  with pytest.raises(i3d.WeightsError, match='cannot read the I3D weights'):
+    i3d.load_weights(str(tmp_path / 'missing.ckpt'))
+  variables = i3d.load_weights()  # the installed package's, checked
+  stats = variables['batch_stats']['Conv3d_1a_7x7']['BatchNorm_0']
+  assert stats['mean'].shape == (64,) and stats['var'].shape == (64,)  # flax's layout
