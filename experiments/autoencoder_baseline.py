@@ -103,6 +103,18 @@ def write_samples(workdir: str, output_dir: str | None = None, num_samples: int 
   writes a GAN's (samples.npz holds the drawn `codes`). The same seed gives the same videos."""
   if num_samples < 1 or batch_size < 1 or fps <= 0:
     raise ValueError('num_samples and batch_size must be at least 1, fps above 0.')
+  config, state, codes, raw = decoded_samples(workdir, num_samples, seed, batch_size)
+  output_dir = output_dir or os.path.join(workdir, 'generated')
+  paths = sampling.write_samples(output_dir, raw, dict(codes=codes), fps,
+                                 upscale or sampling.default_scale(config.model.size), streams)
+  logging.info('Step %d of %s: wrote %d decoded mixture samples to %s.', int(state.step),
+               workdir, num_samples, output_dir)
+  return paths
+
+
+def decoded_samples(workdir: str, num_samples: int, seed: int, batch_size: int = 16):
+  """(config, state, codes [N, D], raw outputs) of `num_samples` draws of the mixture in
+  WORKDIR/gmm.npz decoded by the autoencoder in `workdir`: the baseline's samples."""
   config, networks, state = load_autoencoder(workdir)  # first: without a model, a mixture is moot
   gmm_path = os.path.join(workdir, GMM_FILE)
   if not os.path.exists(gmm_path):
@@ -117,12 +129,7 @@ def write_samples(workdir: str, output_dir: str | None = None, num_samples: int 
   codes = gmm.sample_codes(mixture, num_samples, seed)
   raw = sampling.generate_streams(functools.partial(train_step.decode, networks), state,
                                   jnp.asarray(codes), batch_size)
-  output_dir = output_dir or os.path.join(workdir, 'generated')
-  paths = sampling.write_samples(output_dir, raw, dict(codes=codes), fps,
-                                 upscale or sampling.default_scale(config.model.size), streams)
-  logging.info('Step %d of %s: wrote %d decoded mixture samples to %s.', int(state.step),
-               workdir, num_samples, output_dir)
-  return paths
+  return config, state, codes, raw
 
 
 def run(stage: str, config: ml_collections.ConfigDict, workdir: str,

@@ -1,9 +1,10 @@
-"""Speed on this machine: the GAN train step (one D update + one G update), stabilization and the
-input pipeline.
+"""Speed on this machine: the GAN train step (one D update + one G update), stabilization, the
+input pipeline and FVD's I3D features.
 
   python -m experiments.benchmark             # tiny at batch 16, paper at 8 and 64 (~5 min, 2 cores)
   python -m experiments.benchmark --runs=paper:64 --steps=5 --only=train
   python -m experiments.benchmark --only=stabilize,pipeline
+  python -m experiments.benchmark --only=fvd     # I3D clips/s, and FVD_2048 at 16 frames in time
   # Side by side with the PyTorch anchor, from an environment that has torch (not a dependency):
   python -m experiments.benchmark --only=train \
       --torch_python=/path/to/torch-venv/bin/python --torch_anchor=../shared/bench/torch_vgan_step.py
@@ -29,7 +30,7 @@ from absl import flags
 from experiments import common, train_benchmarks
 from vgan_jax import configs
 
-BENCHMARKS = ('train', 'stabilize', 'pipeline')
+BENCHMARKS = ('train', 'stabilize', 'pipeline', 'fvd')
 _ONLY = flags.DEFINE_list('only', list(BENCHMARKS), f'Which of {", ".join(BENCHMARKS)} to run.')
 
 _RUNS = flags.DEFINE_list('runs', ['tiny:16', 'paper:8', 'paper:64'],
@@ -71,6 +72,8 @@ def main():
       data_benchmarks.run_stabilization_benchmark()
     if 'pipeline' in _ONLY.value:
       data_benchmarks.run_pipeline_benchmark()
+  if 'fvd' in _ONLY.value:
+    train_benchmarks.run_fvd_benchmark()
   if 'train' in _ONLY.value:
     train_benchmarks.run_train_benchmark(runs, _STEPS.value, _CONV_IMPL.value,
                                          _COMPUTE_DTYPE.value, _TORCH_PYTHON.value,

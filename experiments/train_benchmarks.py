@@ -159,3 +159,24 @@ def run_train_benchmark(runs: list[tuple[str, int]], steps: int, conv_impl: str 
                                             r['steps'])
       print(f'  PyTorch anchor: {anchor:.2f} clips/s, peak RSS {anchor_rss:.2f} GiB; '
             f'JAX / PyTorch = {r["clips_per_second"] / anchor:.2f}x', flush=True)
+
+
+def run_fvd_benchmark(clips: int = 16, frames: int = 16, size: int = 64,
+                      batch_size: int = 8) -> dict[str, float]:
+  """Prints I3D's clips/s on `clips` clips of `frames` frames of `size` pixels (the compile
+  excluded) and the time FVD_2048 (2048 clips a side) would take at that rate."""
+  from vgan_jax.metrics import fvd  # pylint: disable=g-import-not-at-top
+  features = fvd.I3DFeatures(batch_size)
+  videos = np.random.default_rng(0).integers(0, 256, (clips, frames, size, size, 3), np.uint8)
+  start = time.perf_counter()
+  features(videos[:batch_size])  # compiles
+  compile_seconds = time.perf_counter() - start
+  start = time.perf_counter()
+  features(videos)
+  clips_per_second = clips / (time.perf_counter() - start)
+  device = jax.devices()[0]
+  print(f'I3D features on {device.platform}: {clips_per_second:.2f} clips/s ({frames} frames of '
+        f'{size}x{size}, batch {batch_size}, compile {compile_seconds:.1f} s); FVD_2048 at '
+        f'{frames} frames: {2 * 2048 / clips_per_second / 60:.1f} min', flush=True)
+  return dict(clips_per_second=clips_per_second, compile_seconds=compile_seconds)
+

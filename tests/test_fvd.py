@@ -1,15 +1,27 @@
 """FVD and KVD as the reference computes them: TF1's bilinear resize, I3D's logits, the Fréchet
-distance in closed form, the reference's golden value, and the errors of bad input."""
+distance in closed form, the reference's golden value, the sources of experiments/fvd.py, the
+command, and the errors of bad input."""
 
+import json
+import os
 import pickle
+import subprocess
+import sys
 
 import cv2
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from data_pipeline import synthetic
+from data_pipeline import shards, synthetic
+from experiments import video_sources
+from vgan_io import media
+from vgan_jax import checkpoint
 from vgan_jax.metrics import fvd, i3d
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The tests' compilation cache (tests/conftest.py), so the command reuses what they compiled.
+CACHE = os.path.join(REPO, '.pytest_cache', 'xla')
 
 
 def test_resize_is_tf1_resize_bilinear():
@@ -120,3 +132,82 @@ def test_weights_are_checked_and_unpickled_safely(tmp_path):
   variables = i3d.load_weights()  # the installed package's, checked
   stats = variables['batch_stats']['Conv3d_1a_7x7']['BatchNorm_0']
   assert stats['mean'].shape == (64,) and stats['var'].shape == (64,)  # flax's layout
+
+
+def _shard_folder(tmp_path, count=5, frames=12, size=32):
+  folder = tmp_path / 'data' / 'golf'
+  folder.mkdir(parents=True)
+  examples = [shards.clip_example(shards.encode_strip(synthetic.render_clip('golf', i, frames,
+                                                                            size)),
+                                  frames=frames, size=size) for i in range(count)]
+  shards.write_shard(str(folder / 'clips.tfrecord'), examples)
+  return folder
+
+
+def test_every_kind_of_source_gives_uint8_clips(tmp_path, gan_workdir):
+  clips = np.stack([synthetic.render_clip('beach', i, 12, 32) for i in range(3)])
+  np.savez(tmp_path / 'real.npz', video=clips)
+  np.savez(tmp_path / 'float.npz', video=clips.astype(np.float32) / 127.5 - 1.0)
+  videos, where = video_sources.load_videos(str(tmp_path / 'real.npz'), 2, 10)
+  assert videos.shape == (2, 10, 32, 32, 3) and videos.dtype == np.uint8 and 'real.npz' in where
+  np.testing.assert_array_equal(videos, clips[:2, :10])
+  floats, _ = video_sources.load_videos(str(tmp_path / 'float.npz'), 2, 10)
+  np.testing.assert_array_equal(floats, videos)  # rounded back exactly
+  folder = _shard_folder(tmp_path)
+  from_shards, where = video_sources.load_videos(str(folder), 4, 12)
+  assert from_shards.shape == (4, 12, 32, 32, 3) and 'shards' in where
+  # The first clip of the shard, up to JPEG's loss.
+  assert np.abs(from_shards[0].astype(int) - synthetic.render_clip('golf', 0, 12, 32)).mean() < 8
+  videos_folder = tmp_path / 'videos'
+  for i in range(2):
+    media.write_video(str(videos_folder / f'v{i}.avi'), synthetic.render_clip('beach', i, 30, 48),
+                      25)
+  from_files, where = video_sources.load_videos(str(videos_folder), 2, 9, size=32)
+  assert from_files.shape == (2, 9, 32, 32, 3) and '2 video files' in where
+  samples, where = video_sources.load_videos(gan_workdir, 3, 9, seed=1)
+  assert samples.shape == (3, 9, 32, 32, 3) and 'two_stream generator' in where
+  again, _ = video_sources.load_videos(gan_workdir, 3, 9, seed=1)
+  np.testing.assert_array_equal(again, samples)  # the same seed, the same samples
+  scene, _ = video_sources.load_videos('babies', 2, 9, size=32)
+  assert scene.shape == (2, 9, 32, 32, 3)
+
+
+def test_bad_sources_get_one_clear_error(tmp_path):
+  np.savez(tmp_path / 'short.npz', video=np.zeros((3, 10, 8, 8, 3), np.uint8))
+  np.savez(tmp_path / 'other.npz', frames=np.zeros(3))
+  (tmp_path / 'empty').mkdir()
+  (tmp_path / 'untrained' / 'checkpoints').mkdir(parents=True)
+  cases = [((str(tmp_path / 'short.npz'), 2, 8), 'I3D needs at least 9'),
+           ((str(tmp_path / 'short.npz'), 4, 9), 'short.npz: 3 clips; 4 were asked for'),
+           ((str(tmp_path / 'short.npz'), 2, 12), 'its clips have 10 frames; 12 were asked for'),
+           ((str(tmp_path / 'other.npz'), 2, 9), r'no `video` array \(it has frames\)'),
+           ((str(tmp_path / 'empty'), 2, 9), 'no checkpoints, shards'),
+           ((str(tmp_path / 'nowhere'), 2, 9), 'no such file, folder or built-in scene'),
+           ((str(tmp_path / 'short.npz'), 1, 9), 'at least 2 a side')]
+  for args, message in cases:
+    with pytest.raises(ValueError, match=message):
+      video_sources.load_videos(*args)
+  with pytest.raises(checkpoint.NoCheckpointError):
+    video_sources.load_videos(str(tmp_path / 'untrained'), 2, 9)
+
+
+def test_command_line_from_shards_against_a_model(tmp_path, gan_workdir):
+  folder = _shard_folder(tmp_path, count=4)
+  result = subprocess.run(
+      [sys.executable, '-m', 'experiments.fvd', f'--real={folder}', f'--fake={gan_workdir}',
+       '--num_videos=4', '--frames=9', '--batch_size=4', f'--output={tmp_path / "fvd.json"}'],
+      cwd=REPO, capture_output=True, text=True, timeout=600,
+      env=dict(os.environ, VGAN_JAX_CACHE=CACHE, PYTHONPATH=REPO))
+  assert result.returncode == 0, result.stderr[-3000:]
+  lines = result.stdout.strip().splitlines()
+  assert lines[-1].startswith('FVD = ') and lines[-2].startswith('KVD = ')
+  saved = json.load(open(tmp_path / 'fvd.json'))
+  assert saved['fvd'] == pytest.approx(float(lines[-1].split('= ')[1]), abs=0.01)
+  assert saved['fvd'] > 0 and saved['protocol']['clips_per_side'] == 4
+  assert saved['protocol']['frames'] == 9 and 'shards' in saved['protocol']['real']
+  result = subprocess.run([sys.executable, '-m', 'experiments.fvd', f'--fake={tmp_path / "no"}'],
+                          cwd=REPO, capture_output=True, text=True, timeout=600,
+                          env=dict(os.environ, VGAN_JAX_CACHE=CACHE, PYTHONPATH=REPO))
+  assert result.returncode == 1
+  assert result.stderr.strip().splitlines()[-1] == (
+      f'fvd: {tmp_path / "no"}: no such file, folder or built-in scene.')

@@ -99,6 +99,16 @@ def default_scale(size: int) -> int:
   return max(1, 128 // size)
 
 
+def generated_samples(gan, state, config, num_samples: int, seed: int,
+                      batch_size: int = 16) -> tuple[jax.Array, dict[str, np.ndarray]]:
+  """(latents [N, D], raw outputs) of `num_samples` samples of a GAN from noise; the same seed
+  gives the same latents (those `write_generated` writes)."""
+  latent_key = jax.random.split(jax.random.PRNGKey(seed))[0]
+  latents = train_step.sample_latents(latent_key, num_samples, config.model.latent_dim)
+  return latents, generate_streams(functools.partial(train_step.generate, gan), state, latents,
+                                   batch_size)
+
+
 def write_generated(workdir: str, output_dir: str | None = None, num_samples: int = 16,
                     seed: int = 0, streams: bool = False, interpolate: int = 0,
                     fps: float = 25.0, upscale: int = 0, batch_size: int = 16,
@@ -113,10 +123,9 @@ def write_generated(workdir: str, output_dir: str | None = None, num_samples: in
   config, gan, state = load_model(workdir, step, conditional=False)
   output_dir = output_dir or os.path.join(workdir, 'generated')
   scale = upscale or default_scale(config.model.size)
-  latent_key, walk_key = jax.random.split(jax.random.PRNGKey(seed))
-  latents = train_step.sample_latents(latent_key, num_samples, config.model.latent_dim)
+  latents, raw = generated_samples(gan, state, config, num_samples, seed, batch_size)
   generate = functools.partial(train_step.generate, gan)
-  raw = generate_streams(generate, state, latents, batch_size)
+  walk_key = jax.random.split(jax.random.PRNGKey(seed))[1]
   arrays, walk_paths = dict(latents=np.asarray(latents)), []
   if interpolate:
     ends = train_step.sample_latents(walk_key, 2, config.model.latent_dim)
