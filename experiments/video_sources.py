@@ -44,17 +44,17 @@ def _model_samples(workdir: str, count: int, seed: int) -> tuple[np.ndarray, str
     config, gan, state = sampling.load_model(workdir, None, conditional=False)
     _, raw = sampling.generated_samples(gan, state, config, count, seed)
     kind = f'the {config.model.generator} generator'
-  return media.to_uint8(raw['video']), f'{count} samples of {kind} in {workdir} at step ' \
-                                       f'{int(state.step)} (seed {seed})'
+  where = f'{count} samples of {kind} in {workdir} at step {int(state.step)} (seed {seed})'
+  return media.to_uint8(raw['video']), where
 
 
-def _shard_clips(folder: str, count: int) -> tuple[np.ndarray, str]:
+def _shard_clips(folder: str, count: int, frames: int) -> tuple[np.ndarray, str]:
   paths = input_pipeline.find_shards(os.path.dirname(os.path.abspath(folder)),
                                      os.path.basename(os.path.abspath(folder)))
   videos = []
   for path in paths:
     for record in shards.read_shard(path):
-      videos.append(record['video'])
+      videos.append(record['video'][:frames])  # only what is measured stays in memory
       if len(videos) == count:
         break
     if len(videos) == count:
@@ -125,7 +125,7 @@ def load_videos(source: str, count: int, frames: int, seed: int = 0,
     videos, where = _model_samples(source, count, seed)
   elif os.path.isdir(source) and input_pipeline.find_shards(
       os.path.dirname(os.path.abspath(source)), os.path.basename(os.path.abspath(source))):
-    videos, where = _shard_clips(source, count)
+    videos, where = _shard_clips(source, count, frames)
   elif os.path.isdir(source):
     videos, where = _video_files(source, count, frames, size)
     if not len(videos) and 'skipped' not in where:
