@@ -2,24 +2,29 @@
 its pure step, its batches, what its progress bar shows and its periodic hooks.
 
   gan_task(config, workdir)      the GAN, or future prediction with
-                                 config.model.generator_input='image'; GIF sample grids
+                                 config.model.generator_input='image'; GIF sample grids, and
+                                 FVD every config.fvd_every steps
   autoencoder_task(config)       the autoencoder of the paper's baseline
   classifier_task(config, ...)   an action classifier on D's trunk (Section 3.3)
 """
 
 import functools
+import hashlib
+import json
 import os
 
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 from absl import logging
 
 from data_pipeline import input_pipeline
 from experiments import training
 from experiments.training import Hook, Task
-from vgan_io import media
-from vgan_jax import train_state, train_step, video_io
+from vgan_io import files, media
+from vgan_jax import sampling, train_state, train_step, video_io
+from vgan_jax.metrics import fvd
 
 
 def config_batches_from(config: ml_collections.ConfigDict):
@@ -77,16 +82,80 @@ def sample_grid_hook(gan: train_state.GAN, config: ml_collections.ConfigDict,
   return Hook(config.sample_every, write_sample_grids)
 
 
+def _real_fvd_features(config: ml_collections.ConfigDict, features) -> np.ndarray:
+  """I3D features of the first config.fvd_clips training clips, cached in
+  ~/.cache/vgan_jax/fvd (or $VGAN_JAX_FVD_CACHE) under a key of the data (scene, folder, its
+  shards' names, sizes and times) and the protocol (clips, frames, frame size)."""
+  shards = input_pipeline.find_shards(config.data.data_dir, config.data.scene)
+  key = json.dumps(dict(scene=config.data.scene, data_dir=config.data.data_dir,
+                        shards=[(path, os.path.getsize(path), os.path.getmtime(path))
+                                for path in shards],
+                        synthetic_clips=config.data.synthetic_clips, seed=config.seed,
+                        clips=config.fvd_clips, frames=config.fvd_frames,
+                        size=config.model.size), sort_keys=True)
+  folder = os.environ.get('VGAN_JAX_FVD_CACHE') or os.path.join(
+      os.path.expanduser('~'), '.cache', 'vgan_jax', 'fvd')
+  path = os.path.join(folder, hashlib.sha256(key.encode()).hexdigest()[:16] + '.npz')
+  if os.path.exists(path):
+    with np.load(path) as cached:
+      if str(cached['key']) == key:
+        return cached['features']
+  batches, source = input_pipeline.config_batches(config, batch_size=config.batch_size,
+                                                  global_batch_size=config.batch_size)
+  try:
+    videos = []
+    while sum(len(v) for v in videos) < config.fvd_clips:
+      videos.append(next(batches)['video'][:, :config.fvd_frames])
+  finally:
+    batches.close()
+  real = features(np.concatenate(videos)[:config.fvd_clips])
+  files.write_npz(path, dict(key=np.asarray(key), features=real))
+  logging.info('FVD: I3D features of %d real clips from %s, cached in %s.', len(real), source,
+               path)
+  return real
+
+
+def fvd_hook(gan: train_state.GAN, config: ml_collections.ConfigDict) -> Hook:
+  """Every `config.fvd_every` steps: FVD and KVD of config.fvd_clips samples (fixed latent codes,
+  so steps are comparable) against as many training clips, in TensorBoard (eval/fvd, eval/kvd)
+  and the log."""
+  state_of = {}
+
+  def measure(state, step: int, writer) -> None:
+    if 'features' not in state_of:
+      state_of['features'] = fvd.I3DFeatures(min(8, config.fvd_clips))
+      state_of['real'] = _real_fvd_features(config, state_of['features'])
+    _, raw = sampling.generated_samples(gan, state, config, config.fvd_clips, config.seed + 2)
+    fake = state_of['features'](media.to_uint8(raw['video'][:, :config.fvd_frames]))
+    real, fake_stats = state_of['real'], fvd.statistics_of([fake])
+    real_stats = fvd.statistics_of([real])
+    result = {'fvd': fvd.frechet_distance(real_stats.mean, real_stats.covariance,
+                                          fake_stats.mean, fake_stats.covariance),
+              'kvd': fvd.kernel_distance(real, fake)}
+    logging.info('step %d: FVD %.2f, KVD %.4f (%d clips a side, %d frames).', step,
+                 result['fvd'], result['kvd'], config.fvd_clips, config.fvd_frames)
+    if writer:
+      for name, value in result.items():
+        writer.scalar(f'eval/{name}', value, step)
+
+  return Hook(config.fvd_every, measure)
+
+
 def gan_task(config: ml_collections.ConfigDict, workdir: str) -> Task:
   """The GAN's training (one D update, then one G update, per step), or future prediction's."""
   gan = train_state.build_gan(config)
+  hooks = [sample_grid_hook(gan, config, workdir)]
+  if config.fvd_every and not gan.conditional:
+    hooks.append(fvd_hook(gan, config))
+  elif config.fvd_every:
+    logging.warning('config.fvd_every is ignored for future prediction (a GAN from noise only).')
   return Task(
       initial_state=functools.partial(train_state.init_train_state, gan, config),
       train_step=train_step.make_train_step(gan),
       batches_from=config_batches_from(config),
       num_steps=config.num_steps, batch_size=config.batch_size,
       progress_metrics=('discriminator_loss', 'generator_loss'),
-      hooks=(sample_grid_hook(gan, config, workdir),),
+      hooks=tuple(hooks),
       description=(f'{config.model.generator} generator from {config.model.generator_input}, '
                    f'scene {config.data.scene!r}'))
 

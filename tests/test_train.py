@@ -147,3 +147,27 @@ def test_a_checkpoint_from_before_the_experiment_fields_resumes(test_config, tmp
   test_config.num_steps = 2
   resumed = _train(test_config, tmp_path / 'old', 'golf')
   assert int(resumed.step) == 2
+
+
+def test_fvd_during_training_is_logged_and_the_real_side_cached(test_config, tmp_path,
+                                                                  monkeypatch):
+  import glob  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  monkeypatch.setenv('VGAN_JAX_FVD_CACHE', str(tmp_path / 'cache'))
+  test_config.num_steps, test_config.fvd_every = 2, 2
+  test_config.fvd_clips, test_config.fvd_frames = 4, 9
+  _train(test_config, tmp_path / 'run', 'golf')
+  cached = glob.glob(str(tmp_path / 'cache' / '*.npz'))
+  assert len(cached) == 1 and np.load(cached[0])['features'].shape == (4, 400)
+  values = [float(tf.make_ndarray(value.tensor)) for path in glob.glob(
+      str(tmp_path / 'run' / 'events.out.tfevents*')) for event in
+            tf.compat.v1.train.summary_iterator(path) for value in event.summary.value
+            if value.tag == 'eval/fvd']
+  assert len(values) == 1 and values[0] > 0
+  modified = os.path.getmtime(cached[0])
+  test_config.num_steps = 4  # resumed: the real side comes from the cache
+  _train(test_config, tmp_path / 'run', 'golf')
+  assert os.path.getmtime(cached[0]) == modified
+  with pytest.raises(ValueError, match='fvd_frames=8'):
+    test_config.fvd_frames = 8
+    _train(test_config, tmp_path / 'other', 'golf')
