@@ -35,12 +35,19 @@ _FPS = flags.DEFINE_float('fps', 25.0, 'Playback frame rate (the paper\'s 25).')
 _UPSCALE = flags.DEFINE_integer('upscale', 0, 'Enlarge frames this many times for viewing (0: to '
                                 'about 128 pixels).')
 _BATCH_SIZE = flags.DEFINE_integer('batch_size', 16, 'Videos generated at once.')
+_BEST = flags.DEFINE_bool('best', False, 'Sample the checkpoint of the lowest FVD '
+                          '(WORKDIR/checkpoints_best, kept when training with '
+                          'config.fvd_every) instead of the latest.')
 TRAIN_FIRST = (f'Train one first: `make train` writes {GAN_WORKDIR}, or python -m '
                'experiments.train --config=tiny --scene=beach --workdir=WORKDIR.')
 
 
 def main():
-  paths = sampling.write_generated(_WORKDIR.value, _OUTPUT_DIR.value, _NUM_SAMPLES.value,
+  workdir, output_dir = _WORKDIR.value, _OUTPUT_DIR.value
+  if _BEST.value:
+    workdir = os.path.join(_WORKDIR.value, checkpoint.BEST_DIRECTORY)
+    output_dir = output_dir or os.path.join(_WORKDIR.value, 'generated_best')
+  paths = sampling.write_generated(workdir, output_dir, _NUM_SAMPLES.value,
                                    _SEED.value, _STREAMS.value, _INTERPOLATE.value, _FPS.value,
                                    _UPSCALE.value, _BATCH_SIZE.value, _STEP.value)
   print(f'Wrote {len(paths)} files to {os.path.dirname(paths[-1])}.')

@@ -23,7 +23,7 @@ from data_pipeline import input_pipeline
 from experiments import training
 from experiments.training import Hook, Task
 from vgan_io import files, media
-from vgan_jax import sampling, train_state, train_step, video_io
+from vgan_jax import checkpoint, sampling, train_state, train_step, video_io
 from vgan_jax.metrics import fvd
 
 
@@ -115,10 +115,10 @@ def _real_fvd_features(config: ml_collections.ConfigDict, features) -> np.ndarra
   return real
 
 
-def fvd_hook(gan: train_state.GAN, config: ml_collections.ConfigDict) -> Hook:
+def fvd_hook(gan: train_state.GAN, config: ml_collections.ConfigDict, workdir: str) -> Hook:
   """Every `config.fvd_every` steps: FVD and KVD of config.fvd_clips samples (fixed latent codes,
   so steps are comparable) against as many training clips, in TensorBoard (eval/fvd, eval/kvd)
-  and the log."""
+  and the log; the checkpoint of the lowest FVD so far is kept in WORKDIR/checkpoints_best."""
   state_of = {}
 
   def measure(state, step: int, writer) -> None:
@@ -137,6 +137,11 @@ def fvd_hook(gan: train_state.GAN, config: ml_collections.ConfigDict) -> Hook:
     if writer:
       for name, value in result.items():
         writer.scalar(f'eval/{name}', value, step)
+    if 'best' not in state_of:
+      state_of['best'] = checkpoint.create_best_manager(
+          os.path.join(workdir, checkpoint.BEST_DIRECTORY))
+    if state_of['best'].latest_step() != step:  # (a resumed run may measure a step again)
+      checkpoint.save(state_of['best'], step, state, config, force=True, metrics=result)
 
   return Hook(config.fvd_every, measure)
 
@@ -146,7 +151,7 @@ def gan_task(config: ml_collections.ConfigDict, workdir: str) -> Task:
   gan = train_state.build_gan(config)
   hooks = [sample_grid_hook(gan, config, workdir)]
   if config.fvd_every and not gan.conditional:
-    hooks.append(fvd_hook(gan, config))
+    hooks.append(fvd_hook(gan, config, workdir))
   elif config.fvd_every:
     logging.warning('config.fvd_every is ignored for future prediction (a GAN from noise only).')
   return Task(

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from experiments import tasks
-from vgan_jax import checkpoint
+from vgan_jax import checkpoint, sampling
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -159,15 +159,23 @@ def test_fvd_during_training_is_logged_and_the_real_side_cached(test_config, tmp
   _train(test_config, tmp_path / 'run', 'golf')
   cached = glob.glob(str(tmp_path / 'cache' / '*.npz'))
   assert len(cached) == 1 and np.load(cached[0])['features'].shape == (4, 400)
-  values = [float(tf.make_ndarray(value.tensor)) for path in glob.glob(
-      str(tmp_path / 'run' / 'events.out.tfevents*')) for event in
+  def logged():  # {step: FVD} from the TensorBoard events
+    return {event.step: float(tf.make_ndarray(value.tensor)) for path in glob.glob(
+        str(tmp_path / 'run' / 'events.out.tfevents*')) for event in
             tf.compat.v1.train.summary_iterator(path) for value in event.summary.value
-            if value.tag == 'eval/fvd']
-  assert len(values) == 1 and values[0] > 0
+            if value.tag == 'eval/fvd'}
+
+  assert list(logged()) == [2] and logged()[2] > 0
   modified = os.path.getmtime(cached[0])
   test_config.num_steps = 4  # resumed: the real side comes from the cache
   _train(test_config, tmp_path / 'run', 'golf')
   assert os.path.getmtime(cached[0]) == modified
+  fvds = logged()
+  assert sorted(fvds) == [2, 4]
+  # The checkpoint of the lowest FVD is kept, and samples like any other.
+  best = tmp_path / 'run' / checkpoint.BEST_DIRECTORY
+  assert [name for name in os.listdir(best) if name.isdigit()] == [str(min(fvds, key=fvds.get))]
+  assert sampling.write_generated(str(best), str(tmp_path / 'samples'), num_samples=2)
   with pytest.raises(ValueError, match='fvd_frames=8'):
     test_config.fvd_frames = 8
     _train(test_config, tmp_path / 'other', 'golf')

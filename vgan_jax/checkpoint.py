@@ -50,12 +50,28 @@ def create_manager(directory: str, config: ml_collections.ConfigDict) -> ocp.Che
                                item_names=(STATE, CONFIG))
 
 
+BEST_DIRECTORY = 'checkpoints_best'
+
+
+def create_best_manager(directory: str, metric: str = 'fvd') -> ocp.CheckpointManager:
+  """A manager in `directory` that keeps the one checkpoint with the lowest `metric` (orbax's
+  `best_fn`; the metric is stored with each checkpoint, so a resumed run knows the best so far).
+  Saves synchronously."""
+  options = ocp.CheckpointManagerOptions(
+      max_to_keep=1, best_fn=lambda metrics: metrics[metric], best_mode='min', create=True,
+      enable_async_checkpointing=False)
+  return ocp.CheckpointManager(os.path.abspath(directory), options=options,
+                               item_names=(STATE, CONFIG))
+
+
 def save(manager: ocp.CheckpointManager, step: int, state: Any,
-         config: ml_collections.ConfigDict, force: bool = False) -> bool:
-  """Saves `state` and `config` at `step` if the interval says so (or `force`); True if it did."""
+         config: ml_collections.ConfigDict, force: bool = False,
+         metrics: dict[str, float] | None = None) -> bool:
+  """Saves `state` and `config` at `step` if the interval says so (or `force`); True if it did.
+  `metrics` go with it, for a manager that keeps the best (`create_best_manager`)."""
   return manager.save(step, args=ocp.args.Composite(**{
       STATE: ocp.args.StandardSave(state),
-      CONFIG: ocp.args.JsonSave(config.to_dict())}), force=force)
+      CONFIG: ocp.args.JsonSave(config.to_dict())}), force=force, metrics=metrics)
 
 
 def _differences(saved: dict, current: dict, prefix: str = '') -> list[str]:
