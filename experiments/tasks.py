@@ -127,11 +127,7 @@ def fvd_hook(gan: train_state.GAN, config: ml_collections.ConfigDict, workdir: s
       state_of['real'] = _real_fvd_features(config, state_of['features'])
     _, raw = sampling.generated_samples(gan, state, config, config.fvd_clips, config.seed + 2)
     fake = state_of['features'](media.to_uint8(raw['video'][:, :config.fvd_frames]))
-    real, fake_stats = state_of['real'], fvd.statistics_of([fake])
-    real_stats = fvd.statistics_of([real])
-    result = {'fvd': fvd.frechet_distance(real_stats.mean, real_stats.covariance,
-                                          fake_stats.mean, fake_stats.covariance),
-              'kvd': fvd.kernel_distance(real, fake)}
+    result = fvd.distances(state_of['real'], fake)
     logging.info('step %d: FVD %.2f, KVD %.4f (%d clips a side, %d frames).', step,
                  result['fvd'], result['kvd'], config.fvd_clips, config.fvd_frames)
     if writer:

@@ -158,7 +158,11 @@ def fvd(real_videos, fake_videos, features: I3DFeatures | None = None) -> dict[s
   """{'fvd': ..., 'kvd': ...} of two sets of videos [N, T, H, W, 3] (uint8, or float in
   [-1, 1]); each set needs at least 2 videos."""
   features = features or default_features()
-  real, fake = features(real_videos), features(fake_videos)
-  a, b = statistics_of([real]), statistics_of([fake])
+  return distances(features(real_videos), features(fake_videos))
+
+
+def distances(real_features: np.ndarray, fake_features: np.ndarray) -> dict[str, float]:
+  """{'fvd': ..., 'kvd': ...} of two sets of I3D features [N, 400], [M, 400] (N, M >= 2)."""
+  a, b = statistics_of([real_features]), statistics_of([fake_features])
   return {'fvd': frechet_distance(a.mean, a.covariance, b.mean, b.covariance),
-          'kvd': kernel_distance(real, fake)}
+          'kvd': kernel_distance(real_features, fake_features)}
