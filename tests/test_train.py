@@ -174,7 +174,9 @@ def test_fvd_during_training_is_logged_and_the_real_side_cached(test_config, tmp
   assert sorted(fvds) == [2, 4]
   # The checkpoint of the lowest FVD is kept, and samples like any other.
   best = tmp_path / 'run' / checkpoint.BEST_DIRECTORY
-  assert [name for name in os.listdir(best) if name.isdigit()] == [str(min(fvds, key=fvds.get))]
+  kept = [int(name) for name in os.listdir(best) if name.isdigit()]
+  # (two steps of a tiny GAN can log the same float32 FVD: any step with the lowest will do)
+  assert len(kept) == 1 and fvds[kept[0]] == min(fvds.values())
   assert sampling.write_generated(str(best), str(tmp_path / 'samples'), num_samples=2)
   with pytest.raises(ValueError, match='fvd_frames=8'):
     test_config.fvd_frames = 8

@@ -101,3 +101,22 @@ def test_every_host_stops_after_the_step_any_host_was_asked_to(test_config, tmp_
   state = training.train(_counting_task(10), test_config, str(tmp_path), progress=False)
   assert int(state.step) == 2 and not any(checks)  # this host itself was never signalled
   assert max(int(name) for name in os.listdir(tmp_path / 'checkpoints')) == 2
+
+
+def test_best_checkpoint_is_the_lowest_metric_across_a_resume(tmp_path):
+  """`checkpoint.create_best_manager` keeps one checkpoint, the lowest FVD so far, and a new
+  manager (a resumed run) reads the metrics stored with it: a worse step is dropped, a better
+  one replaces it."""
+  from vgan_jax import checkpoint  # pylint: disable=g-import-not-at-top
+  import ml_collections  # pylint: disable=g-import-not-at-top
+  config = ml_collections.ConfigDict({'seed': 0})
+  def save_then_list(step, fvd):
+    manager = checkpoint.create_best_manager(str(tmp_path))  # a fresh one each time: resumes
+    checkpoint.save(manager, step, {'w': jnp.full(2, step)}, config, force=True,
+                    metrics={'fvd': fvd, 'kvd': 0.0})
+    manager.close()
+    return sorted(int(name) for name in os.listdir(tmp_path) if name.isdigit())
+
+  assert save_then_list(2, 10.0) == [2]
+  assert save_then_list(4, 12.5) == [2]  # worse: not kept
+  assert save_then_list(6, 9.0) == [6]   # better: replaces step 2
