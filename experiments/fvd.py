@@ -51,9 +51,7 @@ def measure(real: str, fake: str, num_videos: int, frames: int, seed: int, size:
   result['protocol'] = dict(
       clips_per_side=num_videos, frames=frames,
       real_frame_size=list(real_videos.shape[2:4]), fake_frame_size=list(fake_videos.shape[2:4]),
-      real=real_where, fake=fake_where,
-      features='I3D Kinetics-400 logits averaged over time, frames resized to 224x224 (TF1 '
-               'bilinear)')
+      real=real_where, fake=fake_where, features=fvd.FEATURES)
   return result
 
 

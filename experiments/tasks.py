@@ -82,7 +82,7 @@ def sample_grid_hook(gan: train_state.GAN, config: ml_collections.ConfigDict,
   return Hook(config.sample_every, write_sample_grids)
 
 
-def _real_fvd_features(config: ml_collections.ConfigDict, features) -> np.ndarray:
+def real_fvd_features(config: ml_collections.ConfigDict, features) -> np.ndarray:
   """I3D features of the first config.fvd_clips training clips, cached in
   ~/.cache/vgan_jax/fvd (or $VGAN_JAX_FVD_CACHE) under a key of the data (scene, folder, its
   shards' names, sizes and times) and the protocol (clips, frames, frame size)."""
@@ -124,7 +124,7 @@ def fvd_hook(gan: train_state.GAN, config: ml_collections.ConfigDict, workdir: s
   def measure(state, step: int, writer) -> None:
     if 'features' not in state_of:
       state_of['features'] = fvd.I3DFeatures(min(8, config.fvd_clips))
-      state_of['real'] = _real_fvd_features(config, state_of['features'])
+      state_of['real'] = real_fvd_features(config, state_of['features'])
     _, raw = sampling.generated_samples(gan, state, config, config.fvd_clips, config.seed + 2)
     fake = state_of['features'](media.to_uint8(raw['video'][:, :config.fvd_frames]))
     result = fvd.distances(state_of['real'], fake)

@@ -36,7 +36,9 @@ def _truncate(videos: np.ndarray, count: int, frames: int, source: str) -> np.nd
   return np.ascontiguousarray(videos[:count, :frames])
 
 
-def _model_samples(workdir: str, count: int, seed: int) -> tuple[np.ndarray, str]:
+def generator_samples(workdir: str, count: int, seed: int) -> tuple[dict[str, np.ndarray], str]:
+  """(raw outputs, where) of `count` samples (seed `seed`) of the model in `workdir`: the
+  autoencoder + GMM baseline when it holds gmm.npz, else its GAN from noise."""
   if os.path.exists(os.path.join(workdir, autoencoder_baseline.GMM_FILE)):
     _, state, _, raw = autoencoder_baseline.decoded_samples(workdir, count, seed)
     kind = 'the autoencoder + GMM baseline'
@@ -44,8 +46,7 @@ def _model_samples(workdir: str, count: int, seed: int) -> tuple[np.ndarray, str
     config, gan, state = sampling.load_model(workdir, None, conditional=False)
     _, raw = sampling.generated_samples(gan, state, config, count, seed)
     kind = f'the {config.model.generator} generator'
-  where = f'{count} samples of {kind} in {workdir} at step {int(state.step)} (seed {seed})'
-  return media.to_uint8(raw['video']), where
+  return raw, f'{count} samples of {kind} in {workdir} at step {int(state.step)} (seed {seed})'
 
 
 def _shard_clips(folder: str, count: int, frames: int) -> tuple[np.ndarray, str]:
@@ -122,7 +123,8 @@ def load_videos(source: str, count: int, frames: int, seed: int = 0,
   if source.endswith('.npz'):
     videos, where = _npz_videos(source)
   elif os.path.isdir(os.path.join(source, 'checkpoints')):
-    videos, where = _model_samples(source, count, seed)
+    raw, where = generator_samples(source, count, seed)
+    videos = media.to_uint8(raw['video'])
   elif os.path.isdir(source) and input_pipeline.find_shards(
       os.path.dirname(os.path.abspath(source)), os.path.basename(os.path.abspath(source))):
     videos, where = _shard_clips(source, count, frames)

@@ -53,6 +53,13 @@ def remove_partial_files(folder: str) -> list[str]:
   return names
 
 
+def write_text(path: str, text: str) -> None:
+  """`text` at `path` (UTF-8), atomically."""
+  with atomic_path(path) as temporary:
+    with open(temporary, 'w', encoding='utf-8') as file:
+      file.write(text)
+
+
 def write_json(path: str, value) -> None:
   """`value` as indented JSON at `path`, atomically."""
   with atomic_path(path) as temporary:

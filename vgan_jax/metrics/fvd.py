@@ -22,6 +22,10 @@ import numpy as np
 
 from vgan_jax.metrics import i3d
 
+# What the features are, for the protocol printed with every number.
+FEATURES = ('I3D Kinetics-400 logits averaged over time, frames resized to 224x224 (TF1 '
+            'bilinear)')
+
 
 def interpolation_matrix(in_size: int, out_size: int) -> np.ndarray:
   """[out_size, in_size] weights of TF1's `resize_bilinear` along one axis (align_corners=False,
