@@ -112,9 +112,10 @@ def write_samples(workdir: str, output_dir: str | None = None, num_samples: int 
   return paths
 
 
-def decoded_samples(workdir: str, num_samples: int, seed: int, batch_size: int = 16):
-  """(config, state, codes [N, D], raw outputs) of `num_samples` draws of the mixture in
-  WORKDIR/gmm.npz decoded by the autoencoder in `workdir`: the baseline's samples."""
+def mixture_codes(workdir: str, num_samples: int, seed: int):
+  """(config, networks, state, codes [N, D]): the autoencoder in `workdir` and `num_samples`
+  draws of the mixture in WORKDIR/gmm.npz (the same seed, the same codes). FileNotFoundError
+  without a mixture; ValueError for one of another code size."""
   config, networks, state = load_autoencoder(workdir)  # first: without a model, a mixture is moot
   gmm_path = os.path.join(workdir, GMM_FILE)
   if not os.path.exists(gmm_path):
@@ -126,10 +127,23 @@ def decoded_samples(workdir: str, num_samples: int, seed: int, batch_size: int =
   if metadata.get('step', int(state.step)) != int(state.step):
     logging.warning('%s was fitted on the codes of step %d; the checkpoint is at step %d '
                     '(the fit stage refits).', gmm_path, metadata['step'], int(state.step))
-  codes = gmm.sample_codes(mixture, num_samples, seed)
+  return config, networks, state, gmm.sample_codes(mixture, num_samples, seed)
+
+
+def decoded_samples(workdir: str, num_samples: int, seed: int, batch_size: int = 16):
+  """(config, state, codes [N, D], raw outputs) of `num_samples` draws of the mixture in
+  WORKDIR/gmm.npz decoded by the autoencoder in `workdir`: the baseline's samples."""
+  config, networks, state, codes = mixture_codes(workdir, num_samples, seed)
   raw = sampling.generate_streams(functools.partial(train_step.decode, networks), state,
                                   jnp.asarray(codes), batch_size)
   return config, state, codes, raw
+
+
+def decoded_batches(workdir: str, num_samples: int, seed: int, batch_size: int = 16):
+  """(state, the raw outputs of `decoded_samples` one batch at a time): bounded memory."""
+  _, networks, state, codes = mixture_codes(workdir, num_samples, seed)
+  return state, sampling.stream_batches(functools.partial(train_step.decode, networks), state,
+                                        jnp.asarray(codes), batch_size)
 
 
 def run(stage: str, config: ml_collections.ConfigDict, workdir: str,

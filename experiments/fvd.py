@@ -44,14 +44,18 @@ def default_output(fake: str) -> str:
 
 def measure(real: str, fake: str, num_videos: int, frames: int, seed: int, size: int,
             batch_size: int) -> dict:
-  """FVD, KVD and the protocol of `real` against `fake`."""
-  real_videos, real_where = video_sources.load_videos(real, num_videos, frames, seed, size)
-  fake_videos, fake_where = video_sources.load_videos(fake, num_videos, frames, seed, size)
-  result = fvd.fvd(real_videos, fake_videos, fvd.I3DFeatures(batch_size))
+  """FVD, KVD and the protocol of `real` against `fake`, holding one batch of videos at a time."""
+  features = fvd.I3DFeatures(batch_size)
+  # Both opened first: a bad fake source is refused before the real side's I3D pass.
+  real_videos, fake_videos = (
+      video_sources.VideoSource(source, num_videos, frames, seed, size, features.batch_size)
+      for source in (real, fake))
+  result = fvd.distances(features.of_batches(real_videos.batches()),
+                         features.of_batches(fake_videos.batches()))
   result['protocol'] = dict(
-      clips_per_side=num_videos, frames=frames,
-      real_frame_size=list(real_videos.shape[2:4]), fake_frame_size=list(fake_videos.shape[2:4]),
-      real=real_where, fake=fake_where, features=fvd.FEATURES)
+      clips_per_side=num_videos, frames=frames, real_frame_size=real_videos.frame_size,
+      fake_frame_size=fake_videos.frame_size, real=real_videos.description,
+      fake=fake_videos.description, features=fvd.FEATURES)
   return result
 
 

@@ -102,13 +102,16 @@ def real_fvd_features(config: ml_collections.ConfigDict, features) -> np.ndarray
         return cached['features']
   batches, source = input_pipeline.config_batches(config, batch_size=config.batch_size,
                                                   global_batch_size=config.batch_size)
+  def first_clips():  # one batch in memory at a time
+    left = config.fvd_clips
+    while left > 0:
+      videos = next(batches)['video'][:left, :config.fvd_frames]
+      left -= len(videos)
+      yield videos
   try:
-    videos = []
-    while sum(len(v) for v in videos) < config.fvd_clips:
-      videos.append(next(batches)['video'][:, :config.fvd_frames])
+    real = features.of_batches(first_clips())
   finally:
     batches.close()
-  real = features(np.concatenate(videos)[:config.fvd_clips])
   files.write_npz(path, dict(key=np.asarray(key), features=real))
   logging.info('FVD: I3D features of %d real clips from %s, cached in %s.', len(real), source,
                path)
@@ -125,8 +128,9 @@ def fvd_hook(gan: train_state.GAN, config: ml_collections.ConfigDict, workdir: s
     if 'features' not in state_of:
       state_of['features'] = fvd.I3DFeatures(min(8, config.fvd_clips))
       state_of['real'] = real_fvd_features(config, state_of['features'])
-    _, raw = sampling.generated_samples(gan, state, config, config.fvd_clips, config.seed + 2)
-    fake = state_of['features'](media.to_uint8(raw['video'][:, :config.fvd_frames]))
+    fake = state_of['features'].of_batches(
+        media.to_uint8(batch['video'][:, :config.fvd_frames]) for batch in
+        sampling.generated_batches(gan, state, config, config.fvd_clips, config.seed + 2))
     result = fvd.distances(state_of['real'], fake)
     logging.info('step %d: FVD %.2f, KVD %.4f (%d clips a side, %d frames).', step,
                  result['fvd'], result['kvd'], config.fvd_clips, config.fvd_frames)

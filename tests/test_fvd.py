@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import cv2
+import jax
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -16,7 +17,7 @@ import tensorflow as tf
 from data_pipeline import shards, synthetic
 from experiments import video_sources
 from vgan_io import media
-from vgan_jax import checkpoint
+from vgan_jax import checkpoint, parallel
 from vgan_jax.metrics import fvd, i3d
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -107,6 +108,43 @@ def test_fvd_orders_real_blurred_and_noise(features):
   assert to_other < to_blurred < to_noise, (to_other, to_blurred, to_noise)
 
 
+def test_features_are_data_parallel_over_the_devices(features):
+  """The module's I3D splits each batch over the 2 test devices; one device gives the same
+  features. The batch size is rounded up to a multiple of the devices, and the padding of a last
+  short batch changes nothing."""
+  assert features.mesh.devices.size == 2 and fvd.I3DFeatures(3, mesh=features.mesh).batch_size == 4
+  videos = np.random.default_rng(5).integers(0, 256, (3, 15, 64, 64, 3), np.uint8)
+  one_device = fvd.I3DFeatures(8, mesh=parallel.create_mesh(jax.local_devices()[:1]))
+  assert one_device.mesh.devices.size == 1
+  on_two = features(videos)
+  np.testing.assert_allclose(on_two, one_device(videos), rtol=1e-4, atol=1e-3)
+  np.testing.assert_allclose(features.of_batches([videos[:2], videos[2:]]), on_two, rtol=1e-5,
+                             atol=1e-4)
+
+
+def test_sources_stream_in_batches(tmp_path, gan_workdir):
+  """A source yields its clips `batch_size` at a time, the same as all at once; one that runs
+  out says so when it does."""
+  clips = np.stack([synthetic.render_clip('golf', i, 10, 16) for i in range(5)])
+  np.savez(tmp_path / 'five.npz', video=clips)
+  source = video_sources.VideoSource(str(tmp_path / 'five.npz'), 5, 9, batch_size=2)
+  batches = list(source.batches())
+  assert [len(batch) for batch in batches] == [2, 2, 1] and source.frame_size == [16, 16]
+  np.testing.assert_array_equal(np.concatenate(batches), clips[:, :9])
+  scene = video_sources.VideoSource('beach', 3, 9, size=16, batch_size=2)
+  np.testing.assert_array_equal(np.concatenate(list(scene.batches())),
+                                video_sources.load_videos('beach', 3, 9, size=16)[0])
+  model = video_sources.VideoSource(gan_workdir, 3, 9, seed=1, batch_size=2)  # generated 2 at a time
+  sampled = list(model.batches())
+  assert [len(batch) for batch in sampled] == [2, 1]
+  np.testing.assert_array_equal(np.concatenate(sampled),
+                                video_sources.load_videos(gan_workdir, 3, 9, seed=1)[0])
+  short = video_sources.VideoSource(str(tmp_path / 'five.npz'), 6, 9, batch_size=4).batches()
+  assert [len(next(short)), len(next(short))] == [4, 1]  # read as it goes: the shortage
+  with pytest.raises(ValueError, match='five.npz: 5 clips; 6 were asked for'):
+    next(short)
+
+
 def test_fewer_than_nine_frames_and_bad_shapes_are_refused(features):
   with pytest.raises(ValueError, match='at least 9 frames per video; got 8'):
     features(np.zeros((2, 8, 32, 32, 3), np.uint8))
@@ -163,7 +201,7 @@ def test_every_kind_of_source_gives_uint8_clips(tmp_path, gan_workdir):
     media.write_video(str(videos_folder / f'v{i}.avi'), synthetic.render_clip('beach', i, 30, 48),
                       25)
   from_files, where = video_sources.load_videos(str(videos_folder), 2, 9, size=32)
-  assert from_files.shape == (2, 9, 32, 32, 3) and '2 video files' in where
+  assert from_files.shape == (2, 9, 32, 32, 3) and '2 readable video files' in where
   samples, where = video_sources.load_videos(gan_workdir, 3, 9, seed=1)
   assert samples.shape == (3, 9, 32, 32, 3) and 'two_stream generator' in where
   again, _ = video_sources.load_videos(gan_workdir, 3, 9, seed=1)

@@ -177,12 +177,12 @@ def actions() -> ml_collections.ConfigDict:
 
 
 def comparison() -> ml_collections.ConfigDict:
-  """The budget of the generator comparison (experiments/compare_models.py: two-stream,
-  one-stream and the autoencoder + GMM baseline, 4 built-in scenes x 3 seeds, about STEPS_TIME on
-  2 cores): the tiny nets for 1500 steps, FVD of 64 clips a side of 16 frames, a 64-component
-  mixture on 1024 clips.
+  """The budget of the generator comparison (experiments/compare_models.py): the tiny nets for
+  1500 steps, FVD of 64 clips a side of 16 frames, a 64-component mixture on 1024 clips. Two-stream,
+  one-stream and the autoencoder baseline x 3 seeds take about an hour a scene on 2 cores.
 
-    python -m experiments.compare_models --config=comparison
+    python -m experiments.compare_models --scenes=golf        # about an hour
+    python -m experiments.compare_models                      # the 4 built-in scenes, ~4 hours
   """
   config = tiny()
   config.num_steps = 1500

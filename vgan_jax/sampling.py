@@ -6,6 +6,7 @@ commands, without their flags.
 
 import functools
 import os
+from typing import Iterator
 
 import jax
 import jax.numpy as jnp
@@ -29,17 +30,23 @@ def interpolate_latents(start: jax.Array, end: jax.Array, steps: int) -> jax.Arr
       jnp.sin(angle))
 
 
-def generate_streams(generate, state, inputs: jax.Array, batch_size: int) -> dict[str, np.ndarray]:
+def stream_batches(generate, state, inputs: jax.Array,
+                   batch_size: int) -> Iterator[dict[str, np.ndarray]]:
   """`generate(state, inputs) -> GeneratorOutput` run `batch_size` inputs at a time (jitted; one
-  compile per size) -> the raw outputs as float32 numpy arrays: video [N, T, S, S, C], and for
-  two streams foreground, background [N, S, S, C] and mask [N, T, S, S, 1]. Inputs: latents
-  [N, D], or images [N, S, S, C] for future prediction."""
+  compile per size), yielding each batch's raw outputs as float32 numpy arrays (the fields of
+  `generate_streams`): memory stays one batch's, whatever the number of inputs."""
   generate = jax.jit(generate)
-  parts = [jax.device_get(generate(state, inputs[i:i + batch_size]))
-           for i in range(0, len(inputs), batch_size)]
-  fields = parts[0]._fields
-  return {name: np.concatenate([getattr(p, name) for p in parts]) for name in fields
-          if getattr(parts[0], name) is not None}
+  for start in range(0, len(inputs), batch_size):
+    output = jax.device_get(generate(state, inputs[start:start + batch_size]))
+    yield {name: value for name, value in output._asdict().items() if value is not None}
+
+
+def generate_streams(generate, state, inputs: jax.Array, batch_size: int) -> dict[str, np.ndarray]:
+  """`stream_batches` concatenated: video [N, T, S, S, C], and for two streams foreground,
+  background [N, S, S, C] and mask [N, T, S, S, 1]. Inputs: latents [N, D], or images
+  [N, S, S, C] for future prediction."""
+  parts = list(stream_batches(generate, state, inputs, batch_size))
+  return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
 
 
 def as_uint8_streams(raw: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -99,14 +106,27 @@ def default_scale(size: int) -> int:
   return max(1, 128 // size)
 
 
+def seeded_latents(config, num_samples: int, seed: int) -> jax.Array:
+  """The latent codes z ~ N(0, I) [N, D] of `num_samples` samples: the same seed and N give the
+  same codes."""
+  latent_key = jax.random.split(jax.random.PRNGKey(seed))[0]
+  return train_step.sample_latents(latent_key, num_samples, config.model.latent_dim)
+
+
 def generated_samples(gan, state, config, num_samples: int, seed: int,
                       batch_size: int = 16) -> tuple[jax.Array, dict[str, np.ndarray]]:
   """(latents [N, D], raw outputs) of `num_samples` samples of a GAN from noise; the same seed
   gives the same latents (those `write_generated` writes)."""
-  latent_key = jax.random.split(jax.random.PRNGKey(seed))[0]
-  latents = train_step.sample_latents(latent_key, num_samples, config.model.latent_dim)
+  latents = seeded_latents(config, num_samples, seed)
   return latents, generate_streams(functools.partial(train_step.generate, gan), state, latents,
                                    batch_size)
+
+
+def generated_batches(gan, state, config, num_samples: int, seed: int,
+                      batch_size: int = 16) -> Iterator[dict[str, np.ndarray]]:
+  """`generated_samples`' raw outputs, one batch at a time (bounded memory)."""
+  return stream_batches(functools.partial(train_step.generate, gan), state,
+                        seeded_latents(config, num_samples, seed), batch_size)
 
 
 def write_generated(workdir: str, output_dir: str | None = None, num_samples: int = 16,

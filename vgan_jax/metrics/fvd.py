@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from vgan_jax import parallel
 from vgan_jax.metrics import i3d
 
 # What the features are, for the protocol printed with every number.
@@ -53,19 +54,28 @@ def preprocess(videos: jax.Array, size: int = i3d.INPUT_SIZE) -> jax.Array:
 
 
 class I3DFeatures:
-  """The 400 I3D features of videos, `batch_size` at a time (jitted, one compile per shape).
+  """The 400 I3D features of videos, `batch_size` at a time, data-parallel over the devices of
+  `mesh` (default: this process's devices; `batch_size` is rounded up to a multiple of them).
 
   `__call__(videos)`: uint8 [N, T, H, W, 3] (or float in [-1, 1]) with T >= 9 -> float64
-  [N, 400]. ValueError for fewer frames (I3D's last pooling would be empty and its logits NaN)
-  or a wrong shape.
+  [N, 400]; `of_batches(batches)` the same for an iterable of such arrays, holding one at a time.
+  ValueError for fewer frames (I3D's last pooling would be empty and its logits NaN) or a wrong
+  shape.
   """
 
-  def __init__(self, batch_size: int = 8, variables: dict | None = None):
-    self.batch_size = batch_size
-    self._variables = jax.device_put(variables or i3d.load_weights())
+  def __init__(self, batch_size: int = 8, variables: dict | None = None,
+               mesh: jax.sharding.Mesh | None = None):
+    self.mesh = mesh or parallel.create_mesh(jax.local_devices())
+    devices = self.mesh.devices.size
+    self.batch_size = -(-batch_size // devices) * devices
+    self._variables = jax.device_put(variables or i3d.load_weights(),
+                                     parallel.replicated(self.mesh))
     model = i3d.build_i3d()
-    self._logits = jax.jit(lambda variables, videos: model.apply(
-        variables, preprocess(videos), is_training=False)[0])
+    self._logits = jax.jit(
+        lambda variables, videos: model.apply(variables, preprocess(videos),
+                                              is_training=False)[0],
+        in_shardings=(parallel.replicated(self.mesh), parallel.batch_sharded(self.mesh)),
+        out_shardings=parallel.replicated(self.mesh))
 
   def __call__(self, videos) -> np.ndarray:
     videos = np.asarray(videos)
@@ -79,6 +89,11 @@ class I3DFeatures:
       batch = videos[start:start + self.batch_size]
       padded = np.concatenate([batch, np.repeat(batch[-1:], self.batch_size - len(batch), 0)])
       parts.append(np.asarray(self._logits(self._variables, padded), np.float64)[:len(batch)])
+    return np.concatenate(parts) if parts else np.zeros((0, i3d.NUM_CLASSES))
+
+  def of_batches(self, batches: Iterable[np.ndarray]) -> np.ndarray:
+    """Features [N, 400] of the videos of `batches` (arrays [b, T, H, W, 3]), in order."""
+    parts = [self(batch) for batch in batches]
     return np.concatenate(parts) if parts else np.zeros((0, i3d.NUM_CLASSES))
 
 
