@@ -174,9 +174,10 @@ def run_fvd_benchmark(clips: int = 16, frames: int = 16, size: int = 64,
   start = time.perf_counter()
   features(videos)
   clips_per_second = clips / (time.perf_counter() - start)
-  device = jax.devices()[0]
-  print(f'I3D features on {device.platform}: {clips_per_second:.2f} clips/s ({frames} frames of '
-        f'{size}x{size}, batch {batch_size}, compile {compile_seconds:.1f} s); FVD_2048 at '
+  devices = features.mesh.devices.size
+  print(f'I3D features on {devices} {jax.devices()[0].platform} device(s): '
+        f'{clips_per_second:.2f} clips/s ({frames} frames of {size}x{size}, batch '
+        f'{features.batch_size}, compile {compile_seconds:.1f} s); FVD_2048 at '
         f'{frames} frames: {2 * 2048 / clips_per_second / 60:.1f} min', flush=True)
   return dict(clips_per_second=clips_per_second, compile_seconds=compile_seconds)
 
