@@ -45,6 +45,7 @@ def default_output(fake: str) -> str:
 def measure(real: str, fake: str, num_videos: int, frames: int, seed: int, size: int,
             batch_size: int) -> dict:
   """FVD, KVD and the protocol of `real` against `fake`, holding one batch of videos at a time."""
+  video_sources.check_fvd_protocol(num_videos, frames)
   features = fvd.I3DFeatures(batch_size)
   # Both opened first: a bad fake source is refused before the real side's I3D pass.
   real_videos, fake_videos = (

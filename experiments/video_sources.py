@@ -108,18 +108,15 @@ class VideoSource:
   `description`: where the videos come from (and, once read, which files were skipped and why);
   `frame_size`: [H, W] once read.
   ValueError names the source and what is wrong: when made for a source that does not exist or
-  cannot be read, fewer than 9 frames (I3D's minimum) or 2 clips; while reading, when the source
-  runs out before `count` clips of `frames` frames, or its clips differ in size.
+  cannot be read; while reading, when the source runs out before `count` clips of `frames`
+  frames, or its clips differ in size. (FVD's own minimums: `check_fvd_protocol`.)
   checkpoint.NoCheckpointError for a work directory without a checkpoint.
   """
 
   def __init__(self, source: str, count: int, frames: int, seed: int = 0, size: int = 64,
                batch_size: int = 16):
-    if frames < i3d.MIN_FRAMES:
-      raise ValueError(f'{frames} frames: I3D needs at least {i3d.MIN_FRAMES} (with fewer its '
-                       'last pooling is empty and FVD is NaN).')
-    if count < 2:
-      raise ValueError(f'{count} clips: a covariance needs at least 2 a side.')
+    if count < 1 or frames < 1:
+      raise ValueError(f'{source}: {count} clips of {frames} frames asked for; give at least 1.')
     self.source, self.count, self.frames, self.batch_size = source, count, frames, batch_size
     self.skipped: list[str] = []
     self.frame_size: list[int] | None = None
@@ -173,10 +170,21 @@ class VideoSource:
       raise ValueError(f'{self.source}: {read} clips; {self.count} were asked for{skipped}.')
 
 
+def check_fvd_protocol(count: int, frames: int) -> None:
+  """ValueError unless `count` clips a side of `frames` frames can give an FVD: I3D needs 9
+  frames (with fewer its last pooling is empty and FVD is NaN), a covariance 2 clips."""
+  if frames < i3d.MIN_FRAMES:
+    raise ValueError(f'{frames} frames: I3D needs at least {i3d.MIN_FRAMES} (with fewer its last '
+                     'pooling is empty and FVD is NaN).')
+  if count < 2:
+    raise ValueError(f'{count} clips: a covariance needs at least 2 a side.')
+
+
 def load_videos(source: str, count: int, frames: int, seed: int = 0,
                 size: int = 64) -> tuple[np.ndarray, str]:
   """All of `VideoSource(source, count, frames, seed, size)`'s videos [count, frames, H, W, 3]
-  (uint8) and where they came from; its errors."""
+  (uint8), enough for FVD (`check_fvd_protocol`), and where they came from; their errors."""
+  check_fvd_protocol(count, frames)
   videos = VideoSource(source, count, frames, seed, size)
   stacked = np.concatenate(list(videos.batches()))
   return stacked, videos.description
