@@ -8,10 +8,16 @@ Every file appears whole or not at all: it is written under a temporary name sta
 (which the shard globs do not match) and renamed when complete, so a killed run never leaves a
 shard that looks finished. `manifest.json` in each output folder lists the shards, their clip
 counts and every input that was skipped, with its reason; a rerun reads it to skip what is done.
+
+For tests only: with the environment variable `VGAN_JAX_TEST_PAUSE_AFTER_PARTIAL` set to a file
+path, `write_shard` stops after the first clip of each shard (written, under its temporary name),
+creates that file and waits while it exists, so a test can kill the writer exactly there, or
+delete the file to let it go on. Unset (always, outside tests), nothing changes.
 """
 
 import json
 import os
+import time
 from typing import Iterable, Iterator
 
 import cv2
@@ -25,6 +31,7 @@ SHARD_SUFFIX = '.tfrecord'
 MANIFEST = 'manifest.json'
 MANIFEST_VERSION = 1
 _STATS_PREFIX = 'clip/stabilization/'
+PAUSE_AFTER_PARTIAL = 'VGAN_JAX_TEST_PAUSE_AFTER_PARTIAL'  # a test hook: see the module docstring
 
 # Everything a shard's Example holds besides the stabilization figures; for `parse_example`.
 FEATURES = {
@@ -121,12 +128,24 @@ def write_shard(path: str, examples: Iterable[bytes]) -> int:
   With none, no file is written (an empty shard would only be noise).
   """
   count = 0
+  pause = os.environ.get(PAUSE_AFTER_PARTIAL)
   with atomic_path(path, keep_empty=False, keep_extension=False) as temporary:
     with tf.io.TFRecordWriter(temporary) as writer:
       for example in examples:
         writer.write(example)
         count += 1
+        if pause and count == 1:
+          writer.flush()
+          _pause_for_test(pause)
   return count
+
+
+def _pause_for_test(marker: str) -> None:
+  """The PAUSE_AFTER_PARTIAL hook: creates `marker`, then waits until it is deleted."""
+  with open(marker, 'w') as file:
+    file.write(f'{os.getpid()}\n')
+  while os.path.exists(marker):
+    time.sleep(0.01)
 
 
 def new_manifest(scene: str, options: dict) -> dict:

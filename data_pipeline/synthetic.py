@@ -7,7 +7,9 @@ a passing train) and babies (a room with a window and a rug, a crawling baby). C
 positions and speeds are drawn per clip; a clip is a pure function of (scene, seed, index), so a
 run can be resumed at any clip and two hosts never render the same one.
 
-Everything is rendered directly at the requested size from coordinates in [0, 1].
+Everything is rendered directly at the requested size from coordinates in [0, 1]. Each renderer
+also returns, per frame, where its moving parts are (`foreground_mask`): everywhere else a pixel
+shows the static background, the same in every frame.
 """
 
 import zlib
@@ -49,12 +51,17 @@ def _texture(rng: np.random.Generator, size: int, strength: float) -> np.ndarray
   return (noise * (strength / max(float(noise.std()), 1e-6)))[..., None]
 
 
-def _person(frame, yy, xx, cy, cx, height, shirt, trousers, skin=(0.85, 0.65, 0.5)):
-  """A standing figure whose feet are at (cy, cx): head, shirt, trousers."""
+def _person(frame, yy, xx, cy, cx, height, shirt, trousers, skin=(0.85, 0.65, 0.5)) -> np.ndarray:
+  """Paints a standing figure whose feet are at (cy, cx): head, shirt, trousers; returns the
+  pixels it covers, bool [size, size]."""
   w = height * 0.18
-  frame[_ellipse(yy, xx, cy - height * 0.88, cx, height * 0.12, w * 0.75)] = skin
-  frame[_box(yy, xx, cy - height * 0.75, cx - w, cy - height * 0.38, cx + w)] = shirt
-  frame[_box(yy, xx, cy - height * 0.38, cx - w * 0.8, cy, cx + w * 0.8)] = trousers
+  head = _ellipse(yy, xx, cy - height * 0.88, cx, height * 0.12, w * 0.75)
+  body = _box(yy, xx, cy - height * 0.75, cx - w, cy - height * 0.38, cx + w)
+  legs = _box(yy, xx, cy - height * 0.38, cx - w * 0.8, cy, cx + w * 0.8)
+  frame[head] = skin
+  frame[body] = shirt
+  frame[legs] = trousers
+  return head | body | legs
 
 
 def _walkers(rng, count, y_range, height_range):
@@ -81,7 +88,7 @@ def _beach(rng, frames, size):
   sky_texture = _texture(rng, size, 0.06)  # clouds
   wave_length, wave_speed = rng.uniform(0.05, 0.09), rng.uniform(0.1, 0.25)
   walkers = _walkers(rng, rng.integers(1, 4), (shore + 0.15, 0.97), (0.18, 0.3))
-  video = []
+  video, moving = [], []
   for t in range(frames):
     frame = np.where((yy < horizon)[..., None], sky + sky_texture, sand + sand_texture)
     waves = 0.12 * np.sin(2 * np.pi * ((yy - horizon) / wave_length - wave_speed * t))
@@ -90,11 +97,13 @@ def _beach(rng, frames, size):
                      frame)
     foam = is_sea & (yy > shore - 0.03 - 0.015 * np.sin(2 * np.pi * (xx * 3 + 0.1 * t)))
     frame[foam] = (0.95, 0.95, 0.95)
+    mask = is_sea.copy()  # the waves and the foam roll: the sea is never still
     for w in walkers:
-      _person(frame, yy, xx, w['y'], _wrap(w['x'] + w['vx'] * t), w['height'], w['shirt'],
-              w['trousers'])
+      mask |= _person(frame, yy, xx, w['y'], _wrap(w['x'] + w['vx'] * t), w['height'],
+                      w['shirt'], w['trousers'])
     video.append(frame)
-  return video
+    moving.append(mask)
+  return video, moving
 
 
 def _golf(rng, frames, size):
@@ -112,16 +121,19 @@ def _golf(rng, frames, size):
   golfers = _walkers(rng, rng.integers(1, 3), (0.6, 0.95), (0.25, 0.4))
   ball_start = np.array([rng.uniform(0.6, 0.9), rng.uniform(0.1, 0.5)])
   ball_velocity = np.array([-rng.uniform(0.03, 0.06), rng.uniform(0.01, 0.03)])
-  video = []
+  video, moving = [], []
   for t in range(frames):
     frame = background.copy()
+    mask = np.zeros((size, size), bool)
     for g in golfers:
-      _person(frame, yy, xx, g['y'], _wrap(g['x'] + 0.5 * g['vx'] * t), g['height'],
-              (0.95, 0.95, 0.95), g['trousers'])
+      mask |= _person(frame, yy, xx, g['y'], _wrap(g['x'] + 0.5 * g['vx'] * t), g['height'],
+                      (0.95, 0.95, 0.95), g['trousers'])
     by, bx = ball_start + ball_velocity * t + np.array([0.0025 * t * t, 0.0])
-    frame[_ellipse(yy, xx, by, bx, 0.02, 0.02)] = (1.0, 1.0, 1.0)
+    ball = _ellipse(yy, xx, by, bx, 0.02, 0.02)
+    frame[ball] = (1.0, 1.0, 1.0)
     video.append(frame)
-  return video
+    moving.append(mask | ball)
+  return video, moving
 
 
 def _train_station(rng, frames, size):
@@ -140,7 +152,7 @@ def _train_station(rng, frames, size):
   speed = rng.choice([-1, 1]) * rng.uniform(0.04, 0.09)
   front = rng.uniform(-0.5, 1.5)
   train_top, train_bottom = track_top - rng.uniform(0.3, 0.4), track_top + 0.24
-  video = []
+  video, moving = [], []
   for t in range(frames):
     frame = background.copy()
     left = front + speed * t
@@ -150,7 +162,8 @@ def _train_station(rng, frames, size):
         np.sin(2 * np.pi * (xx - left) / 0.12) > 0.0)
     frame[windows] = (0.15, 0.2, 0.3)
     video.append(frame)
-  return video
+    moving.append(body)  # the windows are part of the body
+  return video, moving
 
 
 def _babies(rng, frames, size):
@@ -169,15 +182,18 @@ def _babies(rng, frames, size):
   y0, x0 = rng.uniform(floor_top + 0.1, 0.85), rng.uniform(0.2, 0.8)
   vy, vx = rng.uniform(-0.006, 0.006), rng.choice([-1, 1]) * rng.uniform(0.004, 0.01)
   phase = rng.uniform(0, 2 * np.pi)
-  video = []
+  video, moving = [], []
   for t in range(frames):
     frame = background.copy()
     cy = y0 + vy * t + 0.015 * np.sin(0.5 * t + phase)
     cx = x0 + vx * t
-    frame[_ellipse(yy, xx, cy, cx, 0.08, 0.14)] = clothes
-    frame[_ellipse(yy, xx, cy - 0.07, cx + np.sign(vx) * 0.13, 0.065, 0.065)] = skin
+    body = _ellipse(yy, xx, cy, cx, 0.08, 0.14)
+    head = _ellipse(yy, xx, cy - 0.07, cx + np.sign(vx) * 0.13, 0.065, 0.065)
+    frame[body] = clothes
+    frame[head] = skin
     video.append(frame)
-  return video
+    moving.append(body | head)
+  return video, moving
 
 
 _RENDERERS = {'beach': _beach, 'golf': _golf, 'train_station': _train_station, 'babies': _babies}
@@ -190,14 +206,29 @@ def check_scene(scene: str) -> None:
                      f'{", ".join(SCENES)}.')
 
 
-def render_clip(scene: str, index: int, frames: int = 32, size: int = 64,
-                seed: int = 0) -> np.ndarray:
-  """Clip number `index` of a scene: uint8 [frames, size, size, 3], the same for the same args."""
+def _render(scene: str, index: int, frames: int, size: int,
+            seed: int) -> tuple[np.ndarray, np.ndarray]:
+  """(clip uint8 [frames, size, size, 3], where its moving parts are bool [frames, size, size])."""
   check_scene(scene)
   scene_id = zlib.crc32(scene.encode())  # stable across processes, unlike hash()
   rng = np.random.default_rng([seed, scene_id, int(index)])
-  video = np.stack(_RENDERERS[scene](rng, frames, size))
-  return np.round(np.clip(video, 0.0, 1.0) * 255).astype(np.uint8)
+  video, moving = _RENDERERS[scene](rng, frames, size)
+  return np.round(np.clip(np.stack(video), 0.0, 1.0) * 255).astype(np.uint8), np.stack(moving)
+
+
+def render_clip(scene: str, index: int, frames: int = 32, size: int = 64,
+                seed: int = 0) -> np.ndarray:
+  """Clip number `index` of a scene: uint8 [frames, size, size, 3], the same for the same args."""
+  return _render(scene, index, frames, size, seed)[0]
+
+
+def foreground_mask(scene: str, index: int, frames: int = 32, size: int = 64,
+                    seed: int = 0) -> np.ndarray:
+  """Where the moving parts of `render_clip(scene, index, frames, size, seed)` are, bool
+  [frames, size, size]: the figures, the golf ball, the train, the baby, and the beach's sea
+  (its waves roll). Wherever it is False the clip shows the static background: a pixel has the
+  same value in every frame in which it is False."""
+  return _render(scene, index, frames, size, seed)[1]
 
 
 def shake_matrices(frames: int, size: int, seed: int = 0, max_shift: float = 0.04,

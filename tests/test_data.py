@@ -19,6 +19,24 @@ def test_scenes_are_deterministic_videos_with_a_static_background_and_motion(sce
   assert clip.std() > 10  # not a flat colour
 
 
+@pytest.mark.parametrize('scene', synthetic.SCENES)
+@pytest.mark.parametrize('index', [0, 5])
+def test_scene_background_is_exactly_constant_where_nothing_moves(scene, index):
+  """Outside `foreground_mask`, every pixel keeps one value in every frame (a static background,
+  as the paper's stabilized footage has; a camera panning 1 px every 4 frames fails here), and
+  the mask is not everything: a third of the pixels or more are background in every frame."""
+  clip = synthetic.render_clip(scene, index, frames=16, size=32)
+  mask = synthetic.foreground_mask(scene, index, frames=16, size=32)
+  assert mask.shape == clip.shape[:3] and mask.dtype == bool
+  still = ~mask
+  first_still = np.argmax(still, axis=0)  # per pixel, a frame where it shows the background
+  background = np.take_along_axis(clip, first_still[None, ..., None], axis=0)[0]
+  differs = np.any(clip != background, axis=-1) & still  # [T, H, W]
+  assert not differs.any(), f'{differs.sum()} background pixels change, in frames ' + str(
+      np.nonzero(differs.any(axis=(1, 2)))[0].tolist())
+  assert still.all(axis=0).mean() > 0.3 and mask.any()  # a mask, but not the whole picture
+
+
 def test_scene_size_follows_the_request():
   assert synthetic.render_clip('beach', 0, frames=32, size=64).shape == (32, 64, 64, 3)
 

@@ -127,39 +127,55 @@ def _command(*flags):
   return [sys.executable, '-m', 'experiments.prepare_data', '--progress=false', *flags]
 
 
+def _wait_for_pause(process, marker, seconds=300):
+  """Waits until prepare_data stops at the shards.PAUSE_AFTER_PARTIAL hook (`marker` exists).
+
+  It cannot pass that point until the test lets it, so nothing here races it: the time limit only
+  turns a hang into a failure.
+  """
+  deadline = time.monotonic() + seconds
+  while not marker.exists():
+    assert process.poll() is None, 'prepare_data ended before it reached the pause'
+    assert time.monotonic() < deadline, f'prepare_data did not pause within {seconds} s'
+    time.sleep(0.01)
+
+
 def test_killed_prepare_data_leaves_no_half_shard_and_a_rerun_completes(tmp_path):
+  """SIGKILL lands while the second shard is half-written, the first done: deterministically, at
+  the writer's test pause (shards.PAUSE_AFTER_PARTIAL), not whenever a polling loop sees it."""
   videos = _good_videos(tmp_path / 'videos', count=3, frames=160)
   output = tmp_path / 'data'
+  marker = tmp_path / 'paused'
   flags = [f'--input={tmp_path / "videos"}', '--scene=golf', f'--output={output}', '--workers=1',
            '--frames=16', '--size=64', '--stride=16']
   process = subprocess.Popen(_command(*flags), cwd=REPO, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL)
+                             stderr=subprocess.DEVNULL,
+                             env=dict(os.environ, **{shards.PAUSE_AFTER_PARTIAL: str(marker)}))
   try:
-    deadline = time.time() + 120
-    # Kill it while it writes its second shard: one done, one half-written.
-    while time.time() < deadline and process.poll() is None:
-      names = os.listdir(output / 'golf') if (output / 'golf').is_dir() else []
-      if any(n.endswith(shards.SHARD_SUFFIX) for n in names) and any(
-          files.PARTIAL in n for n in names):
-        break
-      time.sleep(0.01)
-    assert process.poll() is None, 'prepare_data finished before it could be killed'
+    _wait_for_pause(process, marker)  # one clip into the first shard:
+    marker.unlink()  # let it finish that shard ...
+    _wait_for_pause(process, marker)  # ... and stop one clip into the second.
     process.send_signal(signal.SIGKILL)
     process.wait()
   finally:
     if process.poll() is None:
       process.kill()
+      process.wait()
   left = os.listdir(output / 'golf')
   assert any(files.PARTIAL in name for name in left)  # the shard it was writing ...
+  (partial,) = [name for name in left if files.PARTIAL in name]
+  assert partial.startswith('.' + prepare.shard_name(videos[1]))  # (the second video's) ...
+  assert (output / 'golf' / partial).stat().st_size > 0  # ... half-written,
   visible = input_pipeline.find_shards(str(output), 'golf')
-  assert 1 <= len(visible) < 3  # ... is not among the shards training would read,
+  assert 1 <= len(visible) < 3  # is not among the shards training would read,
+  assert [os.path.basename(path) for path in visible] == [prepare.shard_name(videos[0])]
   for path in visible:  # and those it would read are whole.
     assert len(list(shards.read_shard(path))) == 10
 
   summary = prepare.prepare_videos([str(tmp_path / 'videos')], str(output), 'golf', OPTIONS,
                                    progress=False)
-  # A video counts as done once the manifest says so, which the kill may have come just before.
-  assert summary.already_done <= len(visible) and summary.total_clips == 30
+  # The manifest listed the first video as done before the second was started.
+  assert summary.already_done == len(visible) == 1 and summary.total_clips == 30
   assert not [name for name in os.listdir(output / 'golf') if files.PARTIAL in name]
   rerun_shards = input_pipeline.find_shards(str(output), 'golf')  # one per video, none twice
   assert len(rerun_shards) == 3

@@ -84,6 +84,88 @@ def test_accumulate_composes_pair_motions():
   np.testing.assert_allclose(to_first[0], np.eye(3))
 
 
+# A camera that turns 8 degrees every frame while it zooms in and out and pans: similarities about
+# the frame's centre (angle, scale, shift in px), applied one after another. Such motions do not
+# commute, so composing the frame-to-frame motions in the wrong order lands several px off.
+TURNING_CAMERA = [(8.0, 1.08, (12, -4)), (8.0, 0.93, (-4, 12)), (8.0, 1.05, (-10, -6)),
+                  (8.0, 0.95, (6, -10)), (8.0, 1.04, (10, 6))]
+
+
+def _turning_camera(size=128):
+  """(video uint8 [6, size, size, 3] of a static textured world filmed by TURNING_CAMERA,
+  cameras [6, 3, 3] mapping frame 0's pixel coordinates to frame t's)."""
+  centre = (size - 1) / 2.0
+  cameras = [np.eye(3)]
+  for angle, scale, shift in TURNING_CAMERA:
+    step = np.vstack([cv2.getRotationMatrix2D((centre, centre), angle, scale), [0.0, 0.0, 1.0]])
+    step[:2, 2] += shift
+    cameras.append(step @ cameras[-1])
+  rng = np.random.default_rng(0)
+  big = 3 * size  # the world around the first view, so no frame sees past its edge
+  noise = sum(cv2.resize(rng.normal(0.0, 1.0, (cells, cells)).astype(np.float32), (big, big),
+                         interpolation=cv2.INTER_CUBIC) for cells in (4, 8, 16, 32, 64))
+  world = np.repeat(np.clip(128 + 40 * noise / noise.std(), 0, 255).astype(np.uint8)[..., None],
+                    3, axis=-1)
+  view = np.array([[1.0, 0.0, -size], [0.0, 1.0, -size], [0.0, 0.0, 1.0]])  # world -> frame 0
+  video = np.stack([cv2.warpPerspective(world, camera @ view, (size, size),
+                                        flags=cv2.INTER_LINEAR) for camera in cameras])
+  return video, np.stack(cameras)
+
+
+def _true_pairs(cameras):
+  """The frame t -> frame t-1 pixel motions of a camera path."""
+  return [cameras[t - 1] @ np.linalg.inv(cameras[t]) for t in range(1, len(cameras))]
+
+
+def _interior_difference(video, reference):
+  """Mean absolute difference [T] of each frame's central half to `reference`'s."""
+  inner = slice(video.shape[1] // 4, video.shape[1] * 3 // 4)
+  return np.abs(video[:, inner, inner].astype(float) - reference[inner, inner]).mean(axis=(1, 2, 3))
+
+
+def test_accumulate_composes_motions_that_do_not_commute():
+  """to_first[t] = pair_1 @ pair_2 @ ... @ pair_t: frame t -> t-1 -> ... -> 0, in that order."""
+  _, cameras = _turning_camera()
+  pairs = _true_pairs(cameras)
+  to_first = stabilize.accumulate(pairs)
+  assert len(to_first) == len(cameras)
+  for matrix, camera in zip(to_first, cameras):
+    np.testing.assert_allclose(matrix, np.linalg.inv(camera), atol=1e-9)
+  # The premise: in the reverse order the same motions land grid points pixels away.
+  points = _grid_points(128, margin=16)
+  reverse = [np.eye(3)]
+  for matrix in pairs:
+    reverse.append(matrix @ reverse[-1])
+  miss = [np.linalg.norm(cv2.perspectiveTransform(points, wrong) -
+                         cv2.perspectiveTransform(points, right), axis=-1).mean()
+          for wrong, right in zip(reverse, to_first)]
+  assert max(miss) > 4.0, miss
+
+
+def test_stabilize_clip_undoes_a_turning_zooming_panning_camera():
+  video, cameras = _turning_camera()
+  stable = stabilize.stabilize_clip(video, _true_pairs(cameras))
+  raw = _interior_difference(video, video[0])
+  assert raw[1:].min() > 10  # the camera really moves
+  assert _interior_difference(stable, video[0]).max() < 1.5  # interpolation only
+
+
+@pytest.mark.parametrize('features', stabilize.FEATURES)
+def test_estimated_motions_compose_to_the_true_camera_path(features):
+  """The estimator's pair motions (current -> previous), accumulated, map every frame onto the
+  first to a fraction of a pixel, and the stabilized frames match the first."""
+  video, cameras = _turning_camera()
+  (segment,) = stabilize.stabilize(video, stabilize.StabilizeOptions(features=features))
+  assert len(segment.motions) == len(video) - 1
+  points = _grid_points(128, margin=16)
+  to_first = stabilize.accumulate([m.matrix for m in segment.motions])
+  for matrix, camera in zip(to_first, cameras):
+    residual = np.linalg.norm(cv2.perspectiveTransform(points, matrix) -
+                              cv2.perspectiveTransform(points, np.linalg.inv(camera)), axis=-1)
+    assert residual.mean() < 0.5, residual.mean()
+  assert _interior_difference(segment.frames, video[0]).max() < 2.0
+
+
 @pytest.mark.parametrize('motion', stabilize.MOTIONS)
 def test_fit_motion_recovers_a_known_similarity(motion):
   rng = np.random.default_rng(0)
