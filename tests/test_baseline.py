@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import video_files
+from sklearn.mixture import GaussianMixture
 
 from data_pipeline import synthetic
 from experiments import autoencoder_baseline
@@ -136,6 +137,40 @@ def test_mixture_recovers_known_means_and_saved_mixture_samples_the_same(covaria
   nearest = np.linalg.norm(draws[:, None] - means[None], axis=-1).argmin(1)
   assert np.abs(np.bincount(nearest, minlength=3) / 400 - 1 / 3).max() < 0.1
   np.testing.assert_allclose(loaded.score_samples(codes[:20]), mixture.score_samples(codes[:20]))
+
+
+@pytest.mark.parametrize('covariance', ['diag', 'full'])
+def test_draws_follow_the_mixtures_weights_and_covariances(covariance):
+  """`sample_codes` draws each component in proportion to its weight and with its covariance:
+  the standard deviation (not the variance) scales diagonal noise, and full covariances go
+  through their Cholesky factor. Pinned on a hand-built mixture with unequal weights and
+  variances far from 1, where a fitted one (equal weights, small spreads) cannot tell."""
+  weights = np.array([0.6, 0.3, 0.1])
+  means = np.array([[-40.0, 0.0], [0.0, 40.0], [40.0, 0.0]])
+  if covariance == 'diag':
+    covariances = np.array([[4.0, 0.25], [9.0, 1.0], [0.25, 4.0]])
+    wanted = [np.diag(c) for c in covariances]
+  else:
+    covariances = np.array([[[4.0, 1.5], [1.5, 1.0]], [[9.0, -2.0], [-2.0, 1.0]],
+                            [[0.25, 0.0], [0.0, 4.0]]])
+    wanted = list(covariances)
+  mixture = GaussianMixture(n_components=3, covariance_type=covariance)
+  mixture.weights_, mixture.means_, mixture.covariances_ = weights, means, covariances
+  draws = gmm.sample_codes(mixture, 20000, seed=0).astype(np.float64)
+  nearest = np.linalg.norm(draws[:, None] - means[None], axis=-1).argmin(1)
+  np.testing.assert_allclose(np.bincount(nearest, minlength=3) / len(draws), weights, atol=0.015)
+  for component in range(3):
+    np.testing.assert_allclose(np.cov(draws[nearest == component].T), wanted[component],
+                               rtol=0.1, atol=0.05)
+
+
+def test_mixture_fit_follows_its_seed():
+  """`fit_gmm`'s seed seeds the k-means start: the same seed fits the same mixture, another seed
+  (on one blob that 4 components split arbitrarily) another one."""
+  codes = np.random.default_rng(0).normal(size=(200, 3))
+  fit = lambda seed: gmm.fit_gmm(codes, components=4, seed=seed).means_
+  np.testing.assert_array_equal(fit(0), fit(0))
+  assert not np.allclose(fit(0), fit(1))
 
 
 def test_mixture_components_are_capped_and_bad_input_refused(caplog, tmp_path):

@@ -2,6 +2,7 @@
 
 import itertools
 
+import cv2
 import numpy as np
 import pytest
 import video_files
@@ -40,6 +41,26 @@ def test_square_crop_takes_the_centre():
   assert square.shape == (48, 48, 3)
   np.testing.assert_array_equal(square, frame[:, 8:56])
   assert clips.square_crop(frame, 24).shape == (24, 24, 3)
+
+
+def test_square_crop_of_a_portrait_frame_takes_the_middle_rows():
+  """Portrait videos (phones) are cropped to their middle rows too, not their top: the crop is
+  centred on both axes, where the test above only pins the columns of a landscape frame."""
+  frame = np.tile(np.arange(64, dtype=np.uint8)[:, None, None], (1, 48, 3))  # value = row
+  np.testing.assert_array_equal(clips.square_crop(frame, 48), frame[8:56])
+
+
+def test_clips_are_rgb_whatever_order_opencv_decodes_in(tmp_path):
+  """Video files hold colours, which OpenCV hands over as BGR; clips are RGB (as the model, the
+  shards and every writer take them). An orange video written with OpenCV itself (BGR arrays),
+  not with our writer, comes back orange: red high, blue low."""
+  path = str(tmp_path / 'orange.avi')
+  writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*'MJPG'), 25.0, (32, 32))
+  for _ in range(20):
+    writer.write(np.full((32, 32, 3), (30, 100, 200), np.uint8))  # B, G, R
+  writer.release()
+  found, _ = _clips(path)
+  np.testing.assert_allclose(found[0].frames.mean(axis=(0, 1, 2)), [200, 100, 30], atol=8)
 
 
 @pytest.mark.parametrize('extension', ['.avi', '.mp4'])

@@ -74,6 +74,16 @@ def test_hosts_read_disjoint_halves_of_each_global_batch():
     assert together == {clip.tobytes() for clip in whole[step]}
 
 
+def test_a_host_resumes_at_its_slice_of_the_global_batch_of_that_step():
+  """Resuming at step s on host p of P starts at global clip s * global batch, not s * this
+  host's batch: host 0 of 2 resumed at step 1 reads what it read at step 1 from the start."""
+  kwargs = dict(frames=16, size=16, batch_size=2, global_batch_size=4, process_index=0,
+                process_count=2)
+  from_start = _take(input_pipeline.train_batches('babies', None, **kwargs)[0], 2)
+  resumed = _take(input_pipeline.train_batches('babies', None, start_step=1, **kwargs)[0], 1)
+  np.testing.assert_array_equal(resumed[0], from_start[1])
+
+
 def _write_shard(path, clips):
   """Clips [T, H, W, 3] as the authors stored them: one JPEG of the frames stacked vertically."""
   shards.write_shard(str(path), [shards.clip_example(shards.encode_strip(clip), frames=len(clip),
@@ -93,6 +103,18 @@ def test_shards_are_read_scaled_and_short_clips_repeat_their_last_frame(tmp_path
   assert np.abs(video[0, :8].astype(float) - expected).mean() < 6  # JPEG tolerance
   for t in range(8, 16):
     np.testing.assert_array_equal(video[0, t], video[0, 7])
+
+
+def test_a_stored_clip_longer_than_the_model_gives_its_first_frames(tmp_path):
+  """A clip stored with more frames than the model takes is cut to its first frames (a clip
+  starts where the video does), not its last: frames of rising brightness show which."""
+  clip = np.repeat(np.arange(0, 240, 20, dtype=np.uint8), 16 * 16 * 3).reshape(12, 16, 16, 3)
+  (tmp_path / 'golf').mkdir()
+  _write_shard(tmp_path / 'golf' / 'clips-00000.tfrecord', [clip])
+  batches, _ = input_pipeline.train_batches('golf', str(tmp_path), frames=4, size=16,
+                                            batch_size=1, global_batch_size=1)
+  video = _take(batches, 1)[0]
+  np.testing.assert_allclose(video[0].mean(axis=(1, 2, 3)), [0, 20, 40, 60], atol=3)
 
 
 def test_corrupt_shard_fails_naming_the_file(tmp_path):
@@ -119,3 +141,21 @@ def test_shard_batches_are_deterministic_given_a_seed(tmp_path):
 
   np.testing.assert_array_equal(first_batches(1), first_batches(1))
   assert not np.array_equal(first_batches(1), first_batches(2))
+
+
+def test_a_resumed_shard_run_does_not_replay_the_clips_of_its_first_steps(tmp_path):
+  """Shards are reshuffled with a seed that includes the step resumed at: a run restarted at
+  step 3 gets another order of clips, not again the batches the run began with."""
+  (tmp_path / 'golf').mkdir()
+  for shard in range(3):
+    _write_shard(tmp_path / 'golf' / f'clips-{shard}.tfrecord',
+                 [synthetic.render_clip('golf', 4 * shard + i, frames=4, size=16)
+                  for i in range(4)])
+
+  def first_batches(start_step):
+    batches, _ = input_pipeline.train_batches('golf', str(tmp_path), frames=4, size=16,
+                                              batch_size=4, global_batch_size=4, seed=1,
+                                              start_step=start_step)
+    return np.stack(_take(batches, 3))
+
+  assert not np.array_equal(first_batches(3), first_batches(0))

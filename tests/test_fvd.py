@@ -13,6 +13,7 @@ import jax
 import numpy as np
 import pytest
 import tensorflow as tf
+from scipy import linalg
 
 from data_pipeline import shards, synthetic
 from experiments import video_sources
@@ -48,6 +49,30 @@ def test_frechet_distance_in_closed_form():
   assert fvd.frechet_distance(rotation @ [0.0, 1.0], rotate(np.diag([1.0, 4.0])),
                               rotation @ [3.0, 1.0], rotate(np.diag([4.0, 9.0]))) == pytest.approx(
                                   distance)
+
+
+def test_frechet_distance_of_covariances_that_do_not_commute():
+  """Tr sqrt(S_a S_b) through sqrt(S_a) S_b sqrt(S_a), as TF-GAN: for covariances that do not
+  commute (real features' never do) S_a S_b is not symmetric, and a symmetric square root taken
+  of it directly is wrong. Pinned against scipy's general matrix square root."""
+  rng = np.random.default_rng(6)
+  factors = rng.normal(size=(2, 5, 5))
+  covariance_a, covariance_b = (f @ f.T + 0.1 * np.eye(5) for f in factors)
+  assert not np.allclose(covariance_a @ covariance_b, covariance_b @ covariance_a)
+  mean_a, mean_b = rng.normal(size=5), rng.normal(size=5)
+  want = (np.sum(np.square(mean_a - mean_b)) + np.trace(covariance_a) + np.trace(covariance_b)
+          - 2.0 * np.trace(linalg.sqrtm(covariance_a @ covariance_b)).real)
+  assert fvd.frechet_distance(mean_a, covariance_a, mean_b, covariance_b) == pytest.approx(
+      want, rel=1e-6)
+
+
+def test_float_videos_are_rounded_to_uint8_levels_first():
+  """Generated videos in [-1, 1] are rounded to the 256 levels of stored clips before the
+  resize, so a value between two levels counts as the nearest one, not as itself."""
+  frames = np.random.default_rng(7).integers(0, 256, (1, 2, 12, 16, 3), np.uint8)
+  between = frames.astype(np.float32) / 127.5 - 1.0 + np.float32(0.3 / 127.5)
+  np.testing.assert_allclose(np.asarray(fvd.preprocess(between, 32)),
+                             np.asarray(fvd.preprocess(frames, 32)), atol=1e-5)
 
 
 def test_running_statistics_are_numpys_mean_and_unbiased_covariance():

@@ -58,6 +58,18 @@ def test_resumed_run_equals_uninterrupted_run(test_config, tmp_path):
     np.testing.assert_array_equal(a, b)
 
 
+def test_inference_restores_the_step_asked_for_else_the_latest(test_config, tmp_path):
+  """`restore_for_inference(workdir, step)` (the tools' --step) gives that step's state, not the
+  latest; without a step, the latest."""
+  test_config.num_steps = 2
+  test_config.checkpoint_every = 1
+  test_config.keep_checkpoints = 2
+  _train(test_config, tmp_path, 'golf')
+  assert int(checkpoint.restore_for_inference(str(tmp_path))[2].step) == 2
+  first = checkpoint.restore_for_inference(str(tmp_path), step=1)[2]
+  assert int(first.step) == 1
+
+
 def test_checkpoint_of_another_model_is_refused_clearly(test_config, tmp_path):
   test_config.num_steps = 1
   _train(test_config, tmp_path, 'beach')

@@ -148,6 +148,18 @@ def test_batch_that_does_not_split_over_devices_is_refused(test_config):
     parallel.process_batch_size(5, mesh)
 
 
+def test_one_host_feeds_the_whole_global_batch_over_its_devices():
+  """`process_batch_size` is a host's share of the global batch (global / hosts), not a device's:
+  one process with 2 devices reads all 8 clips of a global batch of 8, which `shard_batch` splits
+  4 and 4, so the step trains on the configured batch and not on half of it."""
+  mesh = parallel.create_mesh()
+  assert mesh.devices.size == 2 and jax.process_count() == 1
+  assert parallel.process_batch_size(8, mesh) == 8
+  batch = parallel.shard_batch({'video': np.zeros((8, 3), np.float32)}, mesh)
+  assert batch['video'].shape == (8, 3)
+  assert [s.data.shape[0] for s in batch['video'].addressable_shards] == [4, 4]
+
+
 def test_prefetch_to_device_keeps_order_and_places_batches(test_config):
   mesh = parallel.create_mesh()
   batches = [{'video': np.full((2, 1), i, np.uint8)} for i in range(5)]

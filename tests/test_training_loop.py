@@ -1,6 +1,7 @@
 """The one training loop (experiments/training.py): a stop that every host agrees on, hooks,
 checkpoints wherever it stops, and every kind of training going through it."""
 
+import dataclasses
 import os
 import signal
 
@@ -11,7 +12,7 @@ import numpy as np
 import optax
 
 from experiments import training
-from vgan_jax import parallel
+from vgan_jax import checkpoint, parallel
 
 
 def test_any_device_all_reduces_the_devices_flags():
@@ -86,6 +87,44 @@ def test_loop_trains_runs_hooks_and_resumes_exactly(test_config, tmp_path):
   resumed = training.train(_counting_task(10), test_config, str(tmp_path / 'b'), progress=False)
   np.testing.assert_array_equal(resumed.params, uninterrupted.params)
   assert float(np.abs(np.asarray(resumed.params) - [1.0, -2.0, 0.5]).max()) < 0.5  # it learns
+
+
+def test_logged_means_are_over_the_steps_of_each_interval(test_config, tmp_path, monkeypatch):
+  """What is logged every `log_every` steps is the mean over those steps only (not since the
+  start, not the last value): with a metric equal to the step's number, the means at steps 3, 6
+  and the last, 7, are those of 1..3, 4..6 and 7."""
+  logged = []
+
+  def recording(metrics, interval_start, batch_size):
+    means = interval_means(metrics, interval_start, batch_size)
+    logged.append(means['step'])
+    return means
+
+  interval_means = training.interval_means
+  monkeypatch.setattr(training, 'interval_means', recording)
+  task = _counting_task(7)
+
+  def numbered_step(state, batch):
+    state, metrics = task.train_step(state, batch)
+    return state, {**metrics, 'step': state.step.astype(jnp.float32)}
+
+  test_config.log_every = 3
+  training.train(dataclasses.replace(task, train_step=numbered_step), test_config,
+                 str(tmp_path), progress=False)
+  assert logged == [2.0, 5.0, 7.0]
+
+
+def test_a_run_resumes_from_its_latest_checkpoint(test_config, tmp_path):
+  """`restore_latest` restores the newest of the checkpoints kept, not an older one (which the
+  loop would silently train again from, its batches being a function of the step)."""
+  test_config.keep_checkpoints = 3
+  manager = checkpoint.create_manager(str(tmp_path), test_config)
+  for step in (2, 4, 6):
+    checkpoint.save(manager, step, {'w': jnp.full(2, float(step))}, test_config, force=True)
+  manager.wait_until_finished()
+  restored = checkpoint.restore_latest(manager, {'w': jnp.zeros(2)}, test_config)
+  manager.close()
+  np.testing.assert_array_equal(restored['w'], [6.0, 6.0])
 
 
 def test_every_host_stops_after_the_step_any_host_was_asked_to(test_config, tmp_path,

@@ -2,6 +2,7 @@
 
 import os
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
@@ -35,6 +36,46 @@ def test_stream_videos_of_a_two_stream_output():
   assert streams['background'].shape == (2, 4, 8, 8, 3) and (streams['background'] == 0).all()
   assert (streams['mask'] == 255).all()
   assert set(video_io.stream_videos(GeneratorOutput(output.video, output.video))) == {'video'}
+
+
+def test_streams_side_by_side_are_background_foreground_mask_video_and_the_mask_is_0_to_1():
+  """Figure 3's order, left to right: background, foreground, mask, video; the mask (a value in
+  [0, 1], not [-1, 1] as the videos) maps 0 to black, 1 to white and 0.25 to 64."""
+  n, t, s = 1, 2, 4
+  output = GeneratorOutput(video=np.ones((n, t, s, s, 3)), foreground=np.zeros((n, t, s, s, 3)),
+                           background=-np.ones((n, s, s, 3)),
+                           mask=np.full((n, t, s, s, 1), 0.25))
+  streams = video_io.stream_videos(output)
+  np.testing.assert_array_equal(
+      media.to_uint8(np.array([0.0, 0.25, 1.0]), 0.0, 1.0), [0, 64, 255])
+  assert (streams['mask'] == 64).all()
+  grid = video_io.streams_side_by_side(streams, 0, padding=1)
+  assert grid.shape == (t, s + 2, 4 * (s + 1) + 1, 3)
+  cells = [grid[:, 1:1 + s, 1 + i * (s + 1):1 + i * (s + 1) + s] for i in range(4)]
+  assert [int(cell.min()) for cell in cells] == [0, 128, 64, 255]
+  assert [int(cell.max()) for cell in cells] == [0, 128, 64, 255]
+
+
+def test_written_videos_and_read_images_keep_their_colours(tmp_path):
+  """Our writer takes RGB and our image reader gives RGB, while OpenCV's files are read and
+  written as BGR(A): an orange video written by `write_video` decodes (with OpenCV itself) as
+  orange, and orange PNGs written by OpenCV, with and without alpha, load as orange."""
+  orange = (200, 100, 30)  # R, G, B
+  path = str(tmp_path / 'orange.avi')
+  media.write_video(path, np.full((3, 16, 16, 3), orange, np.uint8), 25.0)
+  capture = cv2.VideoCapture(path)
+  ok, frame = capture.read()
+  capture.release()
+  assert ok
+  np.testing.assert_allclose(frame.mean(axis=(0, 1)), orange[::-1], atol=8)  # B, G, R
+  cv2.imwrite(str(tmp_path / 'orange.png'), np.full((16, 16, 3), orange[::-1], np.uint8))
+  image, _ = media.load_image(str(tmp_path / 'orange.png'), 16)
+  np.testing.assert_array_equal(image.reshape(-1, 3).mean(0), orange)
+  # With an alpha channel (OpenCV's BGRA) too.
+  cv2.imwrite(str(tmp_path / 'alpha.png'), np.full((16, 16, 4), (*orange[::-1], 128), np.uint8))
+  image, note = media.load_image(str(tmp_path / 'alpha.png'), 16)
+  assert 'alpha dropped' in note
+  np.testing.assert_array_equal(image.reshape(-1, 3).mean(0), orange)
 
 
 def test_gif_has_every_frame_and_is_written_atomically(tmp_path):
