@@ -20,7 +20,7 @@ print(f"torch fake threads=2 B={batch}: 0.100 s/iter, 20.00 clips/s")
 
 def _benchmark(tmp_path, *flags):
   return subprocess.run([sys.executable, '-m', 'experiments.benchmark', '--only=train', *flags],
-                        cwd=REPO, capture_output=True, text=True,
+                        cwd=REPO, capture_output=True, text=True, timeout=900,  # a hang fails
                         env=dict(os.environ, VGAN_JAX_CACHE=str(tmp_path / 'cache'),
                                  PYTHONPATH=REPO))
 
