@@ -134,16 +134,16 @@ def decoded_samples(workdir: str, num_samples: int, seed: int, batch_size: int =
   """(config, state, codes [N, D], raw outputs) of `num_samples` draws of the mixture in
   WORKDIR/gmm.npz decoded by the autoencoder in `workdir`: the baseline's samples."""
   config, networks, state, codes = mixture_codes(workdir, num_samples, seed)
-  raw = sampling.generate_streams(functools.partial(train_step.decode, networks), state,
-                                  jnp.asarray(codes), batch_size)
+  raw = sampling.generate_streams(train_step.decode, networks, state, jnp.asarray(codes),
+                                  batch_size)
   return config, state, codes, raw
 
 
 def decoded_batches(workdir: str, num_samples: int, seed: int, batch_size: int = 16):
   """(state, the raw outputs of `decoded_samples` one batch at a time): bounded memory."""
   _, networks, state, codes = mixture_codes(workdir, num_samples, seed)
-  return state, sampling.stream_batches(functools.partial(train_step.decode, networks), state,
-                                        jnp.asarray(codes), batch_size)
+  return state, sampling.stream_batches(train_step.decode, networks, state, jnp.asarray(codes),
+                                        batch_size)
 
 
 def run(stage: str, config: ml_collections.ConfigDict, workdir: str,

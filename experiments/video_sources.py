@@ -48,8 +48,7 @@ def generator_samples(workdir: str, count: int, seed: int) -> tuple[dict[str, np
   """(raw outputs, where) of `count` samples of the model in `workdir`, all at once (see
   `_generator_batches`): video [N, T, S, S, C] in [-1, 1], and mask etc. for two streams."""
   batches, where = _generator_batches(workdir, count, seed, 16)
-  parts = list(batches)
-  return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}, where
+  return sampling.concatenate_batches(batches), where
 
 
 def _shard_clips(folder: str, count: int, frames: int) -> tuple[Iterator[np.ndarray], str]:

@@ -6,7 +6,7 @@ commands, without their flags.
 
 import functools
 import os
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import jax
 import jax.numpy as jnp
@@ -30,22 +30,35 @@ def interpolate_latents(start: jax.Array, end: jax.Array, steps: int) -> jax.Arr
       jnp.sin(angle))
 
 
-def stream_batches(generate, state, inputs: jax.Array,
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _apply(model_fn, model, state, inputs):
+  """`model_fn(model, state, inputs)` jitted once per (function, network bundle, shapes): a
+  training hook that samples every N steps compiles once, not at each call."""
+  return model_fn(model, state, inputs)
+
+
+def stream_batches(model_fn, model, state, inputs: jax.Array,
                    batch_size: int) -> Iterator[dict[str, np.ndarray]]:
-  """`generate(state, inputs) -> GeneratorOutput` run `batch_size` inputs at a time (jitted; one
-  compile per size), yielding each batch's raw outputs as float32 numpy arrays (the fields of
-  `generate_streams`): memory stays one batch's, whatever the number of inputs."""
-  generate = jax.jit(generate)
+  """`model_fn(model, state, inputs) -> GeneratorOutput` (train_step.generate with a GAN,
+  train_step.decode with an autoencoder) run `batch_size` inputs at a time, jitted, yielding each
+  batch's raw outputs as float32 numpy arrays (the fields of `generate_streams`): memory stays one
+  batch's, whatever the number of inputs."""
   for start in range(0, len(inputs), batch_size):
-    output = jax.device_get(generate(state, inputs[start:start + batch_size]))
+    output = jax.device_get(_apply(model_fn, model, state, inputs[start:start + batch_size]))
     yield {name: value for name, value in output._asdict().items() if value is not None}
 
 
-def generate_streams(generate, state, inputs: jax.Array, batch_size: int) -> dict[str, np.ndarray]:
+def generate_streams(model_fn, model, state, inputs: jax.Array,
+                     batch_size: int) -> dict[str, np.ndarray]:
   """`stream_batches` concatenated: video [N, T, S, S, C], and for two streams foreground,
   background [N, S, S, C] and mask [N, T, S, S, 1]. Inputs: latents [N, D], or images
   [N, S, S, C] for future prediction."""
-  parts = list(stream_batches(generate, state, inputs, batch_size))
+  return concatenate_batches(stream_batches(model_fn, model, state, inputs, batch_size))
+
+
+def concatenate_batches(batches: Iterable[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+  """Batches of raw outputs (`stream_batches`) as one dict of arrays."""
+  parts = list(batches)
   return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
 
 
@@ -118,14 +131,13 @@ def generated_samples(gan, state, config, num_samples: int, seed: int,
   """(latents [N, D], raw outputs) of `num_samples` samples of a GAN from noise; the same seed
   gives the same latents (those `write_generated` writes)."""
   latents = seeded_latents(config, num_samples, seed)
-  return latents, generate_streams(functools.partial(train_step.generate, gan), state, latents,
-                                   batch_size)
+  return latents, generate_streams(train_step.generate, gan, state, latents, batch_size)
 
 
 def generated_batches(gan, state, config, num_samples: int, seed: int,
                       batch_size: int = 16) -> Iterator[dict[str, np.ndarray]]:
   """`generated_samples`' raw outputs, one batch at a time (bounded memory)."""
-  return stream_batches(functools.partial(train_step.generate, gan), state,
+  return stream_batches(train_step.generate, gan, state,
                         seeded_latents(config, num_samples, seed), batch_size)
 
 
@@ -144,13 +156,12 @@ def write_generated(workdir: str, output_dir: str | None = None, num_samples: in
   output_dir = output_dir or os.path.join(workdir, 'generated')
   scale = upscale or default_scale(config.model.size)
   latents, raw = generated_samples(gan, state, config, num_samples, seed, batch_size)
-  generate = functools.partial(train_step.generate, gan)
   walk_key = jax.random.split(jax.random.PRNGKey(seed))[1]
   arrays, walk_paths = dict(latents=np.asarray(latents)), []
   if interpolate:
     ends = train_step.sample_latents(walk_key, 2, config.model.latent_dim)
     walk = interpolate_latents(ends[0], ends[1], interpolate)
-    walk_raw = generate_streams(generate, state, walk, batch_size)
+    walk_raw = generate_streams(train_step.generate, gan, state, walk, batch_size)
     walk_grid = media.video_grid(as_uint8_streams(walk_raw)['video'], columns=interpolate,
                                  scale=scale)
     walk_paths = media.write_mp4_and_gif(os.path.join(output_dir, 'interpolation'), walk_grid,
@@ -193,8 +204,7 @@ def predict_future(workdir: str, images: list[str], output_dir: str | None = Non
     if note:
       logging.info('%s: %s.', path, note)
     loaded.append(image)
-  raw = generate_streams(functools.partial(train_step.generate, gan), state, np.stack(loaded),
-                         batch_size=16)
+  raw = generate_streams(train_step.generate, gan, state, np.stack(loaded), batch_size=16)
   output_dir = output_dir or os.path.join(workdir, 'predictions')
   stems = [os.path.join(output_dir, stem) for stem in unique_stems(images)]
   paths = write_each(as_uint8_streams(raw), stems, fps, upscale or default_scale(size), streams)
