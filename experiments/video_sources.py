@@ -18,6 +18,7 @@ refused with a ValueError naming it.
 import glob
 import itertools
 import os
+import zipfile
 from typing import Iterator
 
 import numpy as np
@@ -86,11 +87,11 @@ def _video_files(folder: str, count: int, frames: int, size: int,
 def _npz_videos(path: str) -> np.ndarray:
   try:
     with np.load(path, allow_pickle=False) as arrays:
-      if 'video' not in arrays.files:
-        raise ValueError(f'{path}: no `video` array (it has {", ".join(arrays.files)}).')
-      videos = arrays['video']
-  except (OSError, EOFError) as error:
+      names, videos = arrays.files, arrays['video'] if 'video' in arrays.files else None
+  except (OSError, EOFError, ValueError, zipfile.BadZipFile) as error:  # damaged or not an npz
     raise ValueError(f'{path}: not a readable .npz ({error}).') from None
+  if videos is None:
+    raise ValueError(f'{path}: no `video` array (it has {", ".join(names)}).')
   if videos.ndim != 5 or videos.shape[-1] != 3:
     raise ValueError(f'{path}: `video` must be [N, T, H, W, 3]; got {list(videos.shape)}.')
   return videos

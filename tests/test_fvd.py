@@ -236,6 +236,8 @@ def test_bad_sources_get_one_clear_error(tmp_path):
   np.savez(tmp_path / 'short.npz', video=np.zeros((3, 10, 8, 8, 3), np.uint8))
   np.savez(tmp_path / 'other.npz', frames=np.zeros(3))
   (tmp_path / 'empty').mkdir()
+  (tmp_path / 'damaged.npz').write_bytes(np.random.default_rng(0).bytes(3000))  # not a zip
+  (tmp_path / 'cut.npz').write_bytes((tmp_path / 'short.npz').read_bytes()[:200])  # truncated
   (tmp_path / 'untrained' / 'checkpoints').mkdir(parents=True)
   cases = [((str(tmp_path / 'short.npz'), 2, 8), 'I3D needs at least 9'),
            ((str(tmp_path / 'short.npz'), 4, 9), 'short.npz: 3 clips; 4 were asked for'),
@@ -243,7 +245,9 @@ def test_bad_sources_get_one_clear_error(tmp_path):
            ((str(tmp_path / 'other.npz'), 2, 9), r'no `video` array \(it has frames\)'),
            ((str(tmp_path / 'empty'), 2, 9), 'no checkpoints, shards'),
            ((str(tmp_path / 'nowhere'), 2, 9), 'no such file, folder or built-in scene'),
-           ((str(tmp_path / 'short.npz'), 1, 9), 'at least 2 a side')]
+           ((str(tmp_path / 'short.npz'), 1, 9), 'at least 2 a side'),
+           ((str(tmp_path / 'damaged.npz'), 2, 9), r'damaged.npz: not a readable \.npz'),
+           ((str(tmp_path / 'cut.npz'), 2, 9), r'cut.npz: not a readable \.npz')]
   for args, message in cases:
     with pytest.raises(ValueError, match=message):
       video_sources.load_videos(*args)
