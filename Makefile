@@ -7,7 +7,7 @@ comma := ,
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 
-.PHONY: install train test bench clean
+.PHONY: install browser train test bench clean
 
 install: $(STAMP)
 
@@ -22,8 +22,19 @@ $(STAMP): setup.cfg pyproject.toml
 train: install
 	$(PY) -m experiments.train --config=tiny --scene=beach --workdir=runs/tiny_beach
 
+# The human study's browser test drives Debian's Chromium; as root (CI) it is installed here,
+# otherwise that one test says how and skips.
+browser:
+	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	      chromium chromium-driver >/dev/null) || echo "Installing Chromium failed." >&2; \
+	  else echo "No Chromium: its test will skip (apt-get install chromium chromium-driver)." >&2; \
+	  fi; \
+	fi
+
 # pytest exits 5 when it collected no tests: that is a failure here, not a pass.
-test: install
+test: install browser
 	$(PY) -m pytest -n 2 -q tests; status=$$?; \
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests: failing." >&2; exit 1; fi; \
 	exit $$status

@@ -22,8 +22,10 @@ The study folder (format `VERSION`), self-contained, read by `serve`, `export` a
                        expected}]: kind 'pair' (pair [A, B] as in `pairs`, expected null) or
                        'attention' (pair null, expected 'left' or 'right': the real clip's side);
                        `video` a path relative to STUDY; in a seeded random order, ids t001, ...
-  STUDY/videos/SCENE-SYSTEM-NNN.mp4   H.264, yuv420p, 25 fps, nearest-neighbour enlarged; the
-                       page loops them
+  STUDY/videos/HASH.mp4   H.264, yuv420p, 25 fps, nearest-neighbour enlarged; the page loops
+                       them. HASH is a hash of the seed, scene, system and clip number: a rater
+                       who sees a video's address learns nothing of its system (unless they know
+                       the seed: give a crowdsourced study a --seed of its own)
   STUDY/answers.jsonl  the local results file (appended by `serve`), one JSON object a line:
                        {participant, trial, choice: 'left'|'right', submission (unique id),
                        time (ISO 8601), response_ms}
@@ -35,6 +37,7 @@ trial per HIT row), AssignmentId (the submission id, when present) and Assignmen
 
 import csv
 import dataclasses
+import hashlib
 import json
 import logging
 import os
@@ -206,8 +209,11 @@ def base_system(name: str, names: set[str]) -> tuple[str, str]:
   return name, 'clip'
 
 
-def video_path(scene: str, system: str, index: int) -> str:
-  """The video's path relative to the study folder: videos/SCENE-SYSTEM-NNN.mp4."""
+def video_path(seed: int, scene: str, system: str, index: int) -> str:
+  """The video's path relative to the study folder: videos/HASH.mp4, HASH 20 hex digits of the
+  SHA-256 of the seed, scene, system and index (names that tell raters nothing)."""
+  digest = hashlib.sha256(f'{seed}/{scene}/{system}/{index}'.encode()).hexdigest()[:20]
+  return f'{VIDEO_DIR}/{digest}.mp4'
   return f'{VIDEO_DIR}/{scene}-{system}-{index:03d}.mp4'
 
 
@@ -226,7 +232,7 @@ def plan_trials(scenes: list[str], pairs: list[tuple[str, str]],
   trials, jobs = [], {}
 
   def side(scene, system, index, base, kind, clip):
-    path = video_path(scene, system, index)
+    path = video_path(options.seed, scene, system, index)
     jobs[path] = VideoJob(path, index, base, scene, clip, kind)
     return {'system': system, 'video': path}
 
@@ -307,11 +313,18 @@ def manifest(sources: list[Source], descriptions: dict[str, str],
   unused = [source.key for source in sources if source.system not in used and not (
       options.still and source.system + STILL in used)]
   if unused:
-    raise ValueError(f'--source: {", ".join(unused)} is in no pair of --pairs and not the '
-                     'attention checks\' source.')
+    raise ValueError(f'--source: {", ".join(unused)} {"are" if len(unused) > 1 else "is"} in no '
+                     'pair of --pairs and not the attention checks\' source.')
   scenes = list(dict.fromkeys(source.scene for source in sources))
   names = {source.system for source in sources}
   trials, jobs = plan_trials(scenes, pairs, systems, names, options, attention)
+  shown = {f'{job.base}@{job.scene}' for job in jobs.values()}
+  for source in sources:
+    if source.key not in shown:  # its pairs' other systems have no clips of its scene
+      partners = sorted({other for pair in pairs for name, other in (pair, pair[::-1])
+                         if base_system(name, names)[0] == source.system})
+      raise ValueError(f'--source={source.key}: no trial shows it: none of the systems it is '
+                       f'paired with ({", ".join(partners)}) has a source in {source.scene}.')
   by_key = {source.key: source for source in sources}
   study = dict(
       version=VERSION, question=QUESTION, seed=options.seed,

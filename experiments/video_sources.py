@@ -151,7 +151,7 @@ class VideoSource:
     for clip in itertools.islice(self._clips, self.count):
       if len(clip) < self.frames:
         raise ValueError(f'{self.source}: its clips have {len(clip)} frames; {self.frames} were '
-                         'asked for.')
+                         f'asked for (--frames={len(clip)} or fewer reads them).')
       clip = _as_uint8(np.asarray(clip[:self.frames]))
       if shape is not None and clip.shape != shape:
         raise ValueError(f'{self.source}: its clips have different sizes ({list(shape[1:3])} '

@@ -77,8 +77,11 @@ def test_build_writes_the_trials_and_videos_that_decode(built):
   for video in videos:
     frames = _frames(os.path.join(folder, video))
     assert frames.shape == (10, 32, 32, 3)  # 10 frames, 16x16 enlarged twice
-  still = _frames(os.path.join(folder, 'videos', 'golf-real_still-000.mp4')).astype(int)
-  moving = _frames(os.path.join(folder, 'videos', 'golf-real-000.mp4')).astype(int)
+  for video in videos:  # a video's address tells a rater nothing of its system
+    assert not any(system in video for system in ('fake', 'real', 'noise', 'frozen', 'golf'))
+  still = _frames(os.path.join(folder, human_study.video_path(0, 'golf', 'real_still', 0)))
+  moving = _frames(os.path.join(folder, human_study.video_path(0, 'golf', 'real', 0)))
+  still, moving = still.astype(int), moving.astype(int)
   assert np.abs(still - still[:1]).max() <= 8 < np.abs(moving - moving[:1]).max()
   np.testing.assert_allclose(still[0], moving[0], atol=24)  # the same first frame, lossy
   assert (moving[:, ::2, ::2] - moving[:, 1::2, 1::2]).std() < 6  # nearest-neighbour blocks
@@ -94,7 +97,7 @@ def test_build_is_seeded_and_a_rebuild_of_the_same_study_is_allowed(built):
   with open(os.path.join(_build(tmp_path, 'seed1', seed=1)[1], 'study.json'), 'rb') as file:
     other = json.loads(file.read())
   assert other['seed'] == 1 and other['trials'] != json.loads(first)['trials']
-  os.remove(os.path.join(again, 'videos', 'golf-fake-001.mp4'))
+  os.remove(os.path.join(again, human_study.video_path(0, 'golf', 'fake', 1)))
   summary, _ = _build(tmp_path, 'again')  # the same study: only the missing video is written
   assert summary['state'] == 'same' and summary['written'] == 1
   with pytest.raises(ValueError, match='holds another study .*differs in: seed, trials'):
@@ -114,6 +117,22 @@ def test_build_refuses_bad_inputs_with_one_line(tmp_path, change, message):
   with pytest.raises(ValueError, match=message) as error:
     _build(tmp_path, **change)
   assert '\n' not in str(error.value)
+
+
+@pytest.mark.parametrize('texts, pairs, message', [
+    (['fake@golf=f', 'real@golf=r', 'fake@beach=f'], ['fake:real'],
+     r'--source=fake@beach: no trial shows it: none of the systems it is paired with \(real\) '
+     r'has a source in beach\.'),
+    (['fake@golf=f', 'real@golf=r', 'other@beach=o', 'real@beach=r'], ['fake:other'],
+     r'has no scene where both have a source'),
+    (['fake=f', 'real=r', 'a=a', 'b=b'], ['fake:real'], r'--source: a@all, b@all are in no pair'),
+])
+def test_a_source_no_trial_would_show_is_refused(texts, pairs, message):
+  sources = [human_study.parse_source(text) for text in texts]
+  with pytest.raises(ValueError, match=message):
+    human_study.manifest(sources, {source.key: '' for source in sources},
+                         [human_study.parse_pair(pair) for pair in pairs],
+                         _options(attention_checks=0, still=False))
 
 
 def test_build_refuses_a_source_that_fails_and_a_folder_that_is_not_a_study(tmp_path):
@@ -312,19 +331,27 @@ def test_cli_builds_and_analyzes_a_study(tmp_path):
                      '--attention_checks=1', f'--output={tmp_path}/study', cwd=REPO)
   assert built.returncode == 0, built.stderr[-2000:]
   assert '3 trials (1 attention checks), 5 videos (5 written)' in built.stdout
+  simulated = _study_cli('simulate', f'--study={tmp_path}/study', '--raters=4', '--careless=0',
+                         '--prefer=fake:real=0.3', f'--output={tmp_path}/study/answers.jsonl',
+                         cwd=REPO)
+  assert simulated.returncode == 0, simulated.stderr[-2000:]
+  assert simulated.stdout.startswith('12 answers of 4 simulated raters')
   study = human_study.load_study(str(tmp_path / 'study'))
-  records = human_study.simulated_answers(study, {('fake', 'real'): 0.3}, raters=4)
-  (tmp_path / 'study' / 'answers.jsonl').write_text(
-      ''.join(json.dumps(record) + '\n' for record in records))
+  with open(tmp_path / 'study' / 'answers.jsonl', encoding='utf-8') as file:
+    assert [json.loads(line) for line in file] == human_study.simulated_answers(
+        study, {('fake', 'real'): 0.3}, raters=4)
   analyzed = _study_cli('analyze', f'--study={tmp_path}/study', '--bootstrap=20', cwd=REPO)
   assert analyzed.returncode == 0, analyzed.stderr[-2000:]
   assert '| prefer fake over real |' in analyzed.stdout and 'n=8' in analyzed.stdout
+  refused = _study_cli('simulate', f'--study={tmp_path}/study', '--prefer=fake:ghost=0.5',
+                       cwd=REPO)
+  assert refused.stderr.strip() == 'study: --prefer=fake:ghost: the study compares fake, real.'
   assert os.path.isfile(tmp_path / 'study' / 'analysis' / 'table1.png')
 
 
 @pytest.mark.parametrize('args, message', [
     (('serve2',), "study: unknown subcommand 'serve2'; use python -m experiments.study "
-                  'build|analyze [--flags].'),
+                  'build|serve|export|simulate|analyze [--flags].'),
     ((), 'study: no subcommand; use'),
     (('analyze', '--source=a=b'), 'study: analyze takes no --source'),
 ])
