@@ -1,8 +1,11 @@
 """One video file -> stabilized, square, fixed-length clips: the per-video work of prepare_data.
 
 The steps, as the authors prepared their data:
-  decode (OpenCV, frame by frame, so memory stays bounded whatever the length or resolution)
-  -> resample to 25 fps (nearest source frame for each output time)
+  decode (OpenCV, frame by frame, so memory stays bounded whatever the length or resolution;
+     animated GIF, WebP and PNG through Pillow, with their frame delays)
+  -> resample to 25 fps on the frames' presentation times (each output time shows the frame on
+     screen then), so variable-frame-rate phone and screen recordings keep their speed and a
+     container's wrong nominal rate (1000 fps in browser webm files) does not matter
   -> centre-crop the largest square and scale it to `size` (128, as the authors stored clips)
   -> estimate the camera motion between adjacent frames (`stabilize.MotionEstimator`); a pair
      that fails cuts the video there into separate segments
@@ -18,10 +21,12 @@ import collections
 import dataclasses
 import math
 import os
-from typing import Iterator
+from typing import Any, Iterable, Iterator
 
+import av
 import cv2
 import numpy as np
+from PIL import Image
 
 from data_pipeline import stabilize as stabilization
 from vgan_io.media import square_crop
@@ -32,6 +37,15 @@ VIDEO_EXTENSIONS = ('.mp4', '.avi', '.mov', '.mkv', '.webm', '.m4v', '.mpg', '.m
 cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.gif', '.tif', '.tiff', '.webp')
+# Images that may be animated: read as videos when they are (Pillow decodes them with their frame
+# delays; OpenCV and FFmpeg do not read animated WebP).
+ANIMATION_EXTENSIONS = ('.gif', '.webp', '.png', '.apng')
+# Browsers show a GIF frame whose delay is under 20 ms (0 included) for 100 ms; so do we.
+MIN_FRAME_DELAY, DEFAULT_FRAME_DELAY = 0.02, 0.1
+# Transfer functions of HDR video (PyAV's ColorTrc values): OpenCV tone-maps neither.
+HDR_TRANSFERS = {16: 'PQ (SMPTE 2084)', 18: 'HLG (ARIB STD-B67)'}
+BT2020_PRIMARIES = 9
+TIMING_PACKETS = 64  # packets read to measure a video's frame rate from its timestamps
 
 
 class VideoError(ValueError):
@@ -80,11 +94,16 @@ class ClipOptions:
 
 @dataclasses.dataclass(frozen=True)
 class VideoInfo:
+  """What `probe` found. `fps`: the frame rate the timestamps show (the container's nominal
+  rate where they cannot tell), used only where a frame's own timestamp is missing or out of
+  order; `notes`: warnings about the whole video (HDR), for the log and the manifest."""
   path: str
   fps: float
   width: int
   height: int
   declared_frames: int  # what the container says; may be wrong
+  animated_image: bool = False  # decoded by Pillow, with its frame delays
+  notes: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,7 +122,60 @@ class VideoLog:
 
 
 def is_video_path(path: str) -> bool:
-  return os.path.splitext(path)[1].lower() in VIDEO_EXTENSIONS
+  """A video file by its extension, or an animated GIF, WebP or PNG (opened to tell)."""
+  extension = os.path.splitext(path)[1].lower()
+  if extension in ANIMATION_EXTENSIONS:
+    return _animation(path) is not None
+  return extension in VIDEO_EXTENSIONS
+
+
+def _animation(path: str) -> tuple[int, float, int, int] | None:
+  """(frames, seconds, width, height) of an animated image; None for a still or unreadable
+  one."""
+  try:
+    with Image.open(path) as image:
+      frames = getattr(image, 'n_frames', 1)
+      if frames < 2:
+        return None
+      seconds = 0.0
+      for index in range(frames):
+        image.seek(index)
+        seconds += frame_delay(image.info.get('duration'))
+      return frames, seconds, image.width, image.height
+  except (OSError, ValueError, EOFError):
+    return None
+
+
+def frame_delay(milliseconds) -> float:
+  """Seconds an animation frame stays on screen, from its delay in ms, as browsers show it."""
+  seconds = (milliseconds or 0) / 1000
+  return seconds if seconds >= MIN_FRAME_DELAY else DEFAULT_FRAME_DELAY
+
+
+def _stream_timing_and_notes(path: str) -> tuple[float | None, tuple[str, ...]]:
+  """(the frame rate the first `TIMING_PACKETS` packets' timestamps show, or None when they do
+  not show one; warnings about the colour encoding) from PyAV, which sees what OpenCV does
+  not: timestamps without decoding, and the transfer function."""
+  try:
+    with av.open(path) as container:
+      stream = container.streams.video[0]
+      context = stream.codec_context
+      notes = ()
+      transfer = HDR_TRANSFERS.get(int(context.color_trc or 0))
+      if transfer:
+        gamut = ', BT.2020 primaries' if int(context.color_primaries or 0) == BT2020_PRIMARIES else ''
+        notes = (f'HDR video ({transfer} transfer{gamut}): decoded to 8-bit without tone mapping, '
+                 'so its colours look washed out; convert it to SDR first for faithful colours',)
+      times = []
+      for packet in container.demux(stream):
+        if packet.pts is not None and packet.size:
+          times.append(float(packet.pts * stream.time_base))
+        if len(times) == TIMING_PACKETS:
+          break
+  except (av.error.FFmpegError, IndexError, OSError, ValueError):
+    return None, ()
+  intervals = np.diff(np.unique(times))  # sorted: packets come in decoding order
+  return (float(1 / np.median(intervals)) if len(intervals) else None), notes
 
 
 def _open(path: str) -> cv2.VideoCapture:
@@ -123,15 +195,22 @@ def probe(path: str, options: ClipOptions = ClipOptions()) -> VideoInfo:
     raise VideoError(path, 'empty file (0 bytes)')
   extension = os.path.splitext(path)[1].lower()
   if extension in IMAGE_EXTENSIONS:
-    raise VideoError(path, f'a still image ({extension}), not a video')
-  capture = _open(path)
-  try:
-    info = VideoInfo(path, capture.get(cv2.CAP_PROP_FPS),
-                     int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)),
-                     int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)),
-                     int(capture.get(cv2.CAP_PROP_FRAME_COUNT)))
-  finally:
-    capture.release()
+    animation = _animation(path) if extension in ANIMATION_EXTENSIONS else None
+    if animation is None:
+      raise VideoError(path, f'a still image ({extension}), not a video')
+    frames, seconds, width, height = animation
+    info = VideoInfo(path, frames / seconds, width, height, frames, animated_image=True)
+  else:
+    capture = _open(path)
+    try:
+      nominal = capture.get(cv2.CAP_PROP_FPS)
+      width, height = (int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)),
+                       int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)))
+      declared = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+    finally:
+      capture.release()
+    measured, notes = _stream_timing_and_notes(path)
+    info = VideoInfo(path, measured or nominal, width, height, declared, notes=notes)
   if info.width <= 0 or info.height <= 0:
     raise VideoError(path, 'no frames could be decoded (no video stream)')
   if info.width * info.height > options.max_source_pixels:
@@ -144,45 +223,88 @@ def probe(path: str, options: ClipOptions = ClipOptions()) -> VideoInfo:
   return info
 
 
-def resample_counts(source_fps: float, target_fps: float) -> Iterator[int]:
-  """For source frames 0, 1, ...: how many times each appears at the target rate.
+TIME_TOLERANCE = 1e-6  # seconds: a frame whose time is an output time is the one shown then
 
-  Output frame k shows the source frame on screen at time k / target_fps, so a faster source drops
-  frames and a slower one repeats them; equal rates give 1, 1, 1, ...
+
+def frames_on_screen(timed_frames: Iterable[tuple[float | None, Any]], target_fps: float,
+                     fallback_fps: float) -> Iterator[tuple[Any, int, bool]]:
+  """Resampling on presentation times: (frame, how many output frames show it, whether its time
+  was made up) for each (time in seconds, frame) of a video, in order.
+
+  Output frame k shows the frame on screen at k / target_fps (times count from the first
+  frame's), so a faster or variable source drops frames and a slower one repeats them. The last
+  frame stays on screen as long as the interval before it. A time that is missing (None, NaN) or
+  not after the previous frame's becomes the previous one's + 1 / fallback_fps.
   """
-  ratio = source_fps / target_fps
-  output = 0
-  source = 0
-  while True:
-    count = 0
-    while math.floor(output * ratio + 1e-9) <= source:  # 1e-9: 0.1 * 3 is not 0.3
-      count += 1
-      output += 1
-    yield count
-    source += 1
+  period, output = 1.0 / target_fps, 0
+  previous = start = None  # previous: (time, frame, made up)
+  last_interval = 1.0 / fallback_fps
+
+  def shown_before(end: float) -> int:
+    nonlocal output
+    count = max(0, math.ceil((end - TIME_TOLERANCE) / period) - output)
+    output += count
+    return count
+
+  for raw_time, frame in timed_frames:
+    usable = raw_time is not None and math.isfinite(raw_time)
+    if previous is None:
+      start, time, made_up = (raw_time if usable else 0.0), 0.0, False
+    else:
+      time = raw_time - start if usable else -math.inf
+      made_up = not time > previous[0]
+      if made_up:
+        time = previous[0] + 1.0 / fallback_fps
+      last_interval = time - previous[0]
+      yield previous[1], shown_before(time), previous[2]
+    previous = (time, frame, made_up)
+  if previous is not None:
+    yield previous[1], shown_before(previous[0] + last_interval), previous[2]
+
+
+def _timed_frames(info: VideoInfo) -> Iterator[tuple[float | None, np.ndarray]]:
+  """(presentation time in seconds, BGR frame) of each decoded frame: OpenCV's timestamps (the
+  frames' own, not the container's nominal rate), or an animation's frame delays."""
+  if info.animated_image:
+    with Image.open(info.path) as image:
+      time = 0.0
+      for index in range(image.n_frames):
+        image.seek(index)
+        yield time, np.ascontiguousarray(np.asarray(image.convert('RGB'))[:, :, ::-1])
+        time += frame_delay(image.info.get('duration'))
+    return
+  capture = _open(info.path)
+  try:
+    while True:
+      ok, frame = capture.read()
+      if not ok:
+        return
+      yield capture.get(cv2.CAP_PROP_POS_MSEC) / 1000, frame
+  finally:
+    capture.release()
 
 
 def read_frames(info: VideoInfo, options: ClipOptions, log: VideoLog) -> Iterator[np.ndarray]:
-  """Decoded RGB frames, resampled to options.fps and square-cropped to options.size."""
-  capture = _open(info.path)
-  decoded = 0
-  try:
-    for count in resample_counts(info.fps, options.fps):
-      ok, frame = capture.read()
-      if not ok:
-        break
-      decoded += 1
-      if count:
-        square = cv2.cvtColor(square_crop(frame, options.size), cv2.COLOR_BGR2RGB)
-        for _ in range(count):
-          log.frames_read += 1
-          yield square
-  finally:
-    capture.release()
+  """Decoded RGB frames, resampled to options.fps on their presentation times
+  (`frames_on_screen`) and square-cropped to options.size. `info.notes` and frames without a
+  usable timestamp go to `log.warnings`."""
+  log.warnings.extend(info.notes)
+  decoded = made_up = 0
+  for frame, count, timed_by_rate in frames_on_screen(_timed_frames(info), options.fps, info.fps):
+    decoded += 1
+    made_up += timed_by_rate
+    if count:
+      square = cv2.cvtColor(square_crop(frame, options.size), cv2.COLOR_BGR2RGB)
+      for _ in range(count):
+        log.frames_read += 1
+        yield square
   if decoded == 0:
     raise VideoError(info.path, 'no frames could be decoded')
   if decoded == 1:
     raise VideoError(info.path, 'a single frame: a still image, not a video')
+  if made_up:
+    log.warnings.append(f'{made_up} of {decoded} frames had no usable timestamp (missing or out '
+                        f'of order): timed at {info.fps:g} fps')
   if info.declared_frames > 0 and decoded < 0.9 * info.declared_frames:
     log.warnings.append(f'decoded {decoded} of the {info.declared_frames} frames the container '
                         'declares (truncated or corrupt): kept what decoded')

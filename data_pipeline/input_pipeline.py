@@ -187,39 +187,60 @@ def train_batches(scene: str, data_dir: str | None, *, frames: int, size: int, b
                   synthetic_clips: int = 0) -> tuple[Batches, str]:
   """This host's training batches (`batch_size` clips each) from step `start_step` on.
 
-  Reads `<data_dir>/<scene>/*.tfrecord*` when there are such shards, else the built-in synthetic
-  scene of that name. Returns the iterator and a line saying where the clips come from.
+  Reads `<data_dir>/<scene>/*.tfrecord*`; without a `data_dir`, the built-in synthetic scene of
+  that name. Returns the iterator and a line saying where the clips come from. ValueError
+  (`check_source`) when a given `data_dir` has no shards of the scene.
   """
   _hide_gpus_from_tensorflow()
-  paths = find_shards(data_dir, scene)
-  if paths:
+  check_source(scene, data_dir)
+  if data_dir:
+    paths = find_shards(data_dir, scene)
     dataset = shard_dataset(paths, frames, size, seed=seed + start_step,
                             process_index=process_index, process_count=process_count,
                             shuffle_buffer=shuffle_buffer)
     source = f'{len(paths)} shards of {scene!r} in {os.path.join(data_dir, scene)}'
   else:
-    check_source(scene, data_dir)
+    paths = []
     dataset = synthetic_dataset(scene, frames, size, seed=seed,
                                 start_index=start_step * global_batch_size,
                                 process_index=process_index, process_count=process_count,
                                 num_clips=synthetic_clips)
-    looked = (f'there are no shards in {os.path.join(data_dir, scene)}' if data_dir
-              else 'no data folder was given')
-    source = f'the built-in synthetic {scene!r} scenes (data_pipeline/synthetic.py), since {looked}'
+    source = (f'the built-in synthetic {scene!r} scenes (data_pipeline/synthetic.py): no data '
+              'folder was given')
   return as_batches(dataset, batch_size, paths), source
 
 
+def scenes_in(data_dir: str) -> dict[str, int]:
+  """Scene name -> number of shards, for the folders of `data_dir` that hold shards."""
+  if not os.path.isdir(data_dir):
+    return {}
+  found = {name: len(find_shards(data_dir, name)) for name in sorted(os.listdir(data_dir))
+           if os.path.isdir(os.path.join(data_dir, name))}
+  return {name: count for name, count in found.items() if count}
+
+
 def check_source(scene: str, data_dir: str | None) -> None:
-  """Raises ValueError, naming the folder, when `scene` has neither shards under `data_dir` nor a
-  built-in synthetic scene: checked before training touches its work directory."""
-  if find_shards(data_dir, scene):
-    return
+  """Raises ValueError, naming the folder and what it holds, when a `data_dir` is given and has
+  no shards of `scene` (the synthetic scenes stand in only when no data folder is given), or when
+  none is given and `scene` is no built-in scene: checked before training touches its work
+  directory."""
+  if data_dir:
+    if find_shards(data_dir, scene):
+      return
+    if not os.path.isdir(data_dir):
+      holds = f'{data_dir} does not exist'
+    elif scenes_in(data_dir):
+      holds = f'{data_dir} holds shards of ' + ', '.join(
+          f'{name} ({count})' for name, count in scenes_in(data_dir).items())
+    else:
+      holds = f'{data_dir} holds no shards (prepare_data writes them)'
+    raise ValueError(f'No prepared clips for scene {scene!r} in {os.path.join(data_dir, scene)}: '
+                     f'{holds}. (Without a data folder the built-in synthetic scenes are used.)')
   try:
     synthetic.check_scene(scene)
   except ValueError as error:
-    where = f'in {os.path.join(data_dir, scene)}' if data_dir else '(no data folder given)'
     reason = str(error)
-    raise ValueError(f'No prepared clips for scene {scene!r} {where}, and '
+    raise ValueError(f'No data folder given and no built-in scene {scene!r}: '
                      f'{reason[:1].lower()}{reason[1:]}') from None
 
 

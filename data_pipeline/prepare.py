@@ -12,12 +12,15 @@ log line naming it and the reason, recorded in the manifest, and the run goes on
 
 import collections
 import concurrent.futures
+import ctypes
 import dataclasses
 import glob
 import hashlib
 import multiprocessing
 import os
 import re
+import signal
+import sys
 import time
 from typing import Callable, Iterable, Sequence
 
@@ -96,8 +99,17 @@ def _file_identity(path: str) -> dict:
   return {'bytes': stat.st_size, 'mtime': stat.st_mtime}
 
 
-def _initialize_worker() -> None:
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _initialize_worker(parent: int) -> None:
   cv2.setNumThreads(1)  # one video per process: OpenCV's own threads would only contend
+  # End with the main process, even when it is killed with SIGKILL (which runs no cleanup): an
+  # orphan would go on writing shards and race the next run.
+  if sys.platform.startswith('linux'):
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+  if os.getppid() != parent:  # it died before the line above
+    os._exit(1)
 
 
 def process_video(source: str, folder: str, scene: str, options: clips.ClipOptions,
@@ -152,7 +164,8 @@ def _run_jobs(function: Callable, jobs: Sequence[tuple], workers: int) -> Iterab
   # 'spawn': the parent has TensorFlow's threads running, which a fork would copy broken.
   context = multiprocessing.get_context('spawn')
   with concurrent.futures.ProcessPoolExecutor(min(workers, len(jobs)), mp_context=context,
-                                              initializer=_initialize_worker) as pool:
+                                              initializer=_initialize_worker,
+                                              initargs=(os.getpid(),)) as pool:
     futures = {pool.submit(function, *job): job for job in jobs}
     try:
       for future in concurrent.futures.as_completed(futures):

@@ -46,7 +46,7 @@ def read_class_index(data_dir: str) -> list[str]:
     raise FileNotFoundError(f'{path}: missing; --data_dir must hold {LISTS}/{CLASS_INDEX} (and '
                             f'{VIDEOS}/), as UCF101 ships them.')
   names = {}
-  with open(path) as file:
+  with open(path, encoding='utf-8-sig') as file:  # -sig: lists saved by Windows tools carry a BOM
     for number, line in enumerate(file, 1):
       fields = line.split()
       if not fields:
@@ -73,7 +73,7 @@ def read_split(data_dir: str, split: int, subset: str) -> list[Video]:
     raise FileNotFoundError(f'{path}: missing split file (UCF101 ships trainlist01-03.txt and '
                             f'testlist01-03.txt in {LISTS}/).')
   videos = []
-  with open(path) as file:
+  with open(path, encoding='utf-8-sig') as file:
     for number, line in enumerate(file, 1):
       fields = line.split()
       if not fields:

@@ -9,7 +9,7 @@ import numpy as np
 from absl import logging
 
 from data_pipeline import clips, prepare, ucf101
-from experiments import evaluation, tasks
+from experiments import evaluation, tasks, training
 from vgan_io import files
 from vgan_jax import configs
 
@@ -40,7 +40,8 @@ def replicate(config: ml_collections.ConfigDict, output_dir: str, test_per_class
     gan_config.data.scene = 'actions'
     gan_config.data.data_dir = os.path.join(output_dir, 'clips')
   gan_workdir = os.path.join(output_dir, 'gan')
-  tasks.train_gan(gan_config, gan_workdir)
+  training.check_finished(tasks.train_gan(gan_config, gan_workdir), gan_config.num_steps,
+                          gan_workdir)
 
   table = {}
   trunk = evaluation.load_gan_trunk(gan_workdir, config)

@@ -16,6 +16,7 @@ import ctypes
 import functools
 import logging as python_logging
 import os
+import re
 import sys
 from typing import Callable
 
@@ -81,6 +82,22 @@ def _expand_config_name(argv: list[str], name: str) -> list[str]:
     else:
       expanded.append(f'--config={value}')
     i += 1
+  return expanded
+
+
+_HOME = re.compile(r'(^|(?<=[=,]))~(?=/|$|,)')
+
+
+def expand_paths(argv: list[str]) -> list[str]:
+  """`--flag=VALUE` with `~` (at the start of VALUE or after an '=' or ',' in it, as in
+  `--source=real=~/videos`) and `$VARS` expanded: the shell does neither after '='."""
+  expanded = []
+  for arg in argv:
+    if arg.startswith('--') and '=' in arg:
+      flag, value = arg.split('=', 1)
+      value = _HOME.sub(os.path.expanduser('~').replace('\\', '\\\\'), os.path.expandvars(value))
+      arg = f'{flag}={value}'
+    expanded.append(arg)
   return expanded
 
 
@@ -151,12 +168,18 @@ def release_free_host_memory() -> None:
     pass
 
 
+class Stopped(RuntimeError):
+  """A stage of a longer job ended before its last step on a stop request (Ctrl-C, SIGTERM):
+  what follows it (testing, the next run) must not use the unfinished model. The message says
+  where; the same command resumes."""
+
+
 def run(main: Callable[[], None], name: str, hints: dict[type, str] | None = None,
         persistent_cache: bool = True, jax_runtime: bool = True) -> None:
   """`app.run` with named configs, the runtime set-up (`setup_runtime`, unless not
   `jax_runtime`), and expected errors (ValueError, OSError: bad input, a missing or mismatched
-  checkpoint) as one line `NAME: message` and exit status 1. `hints` appends a sentence to errors
-  of a type (e.g. how to make a missing checkpoint)."""
+  checkpoint; a `Stopped` stage) as one line `NAME: message` and exit status 1. `hints` appends a
+  sentence to errors of a type (e.g. how to make a missing checkpoint)."""
 
   def app_main(argv):
     if len(argv) > 1:
@@ -167,6 +190,8 @@ def run(main: Callable[[], None], name: str, hints: dict[type, str] | None = Non
       python_logging.getLogger('absl').addFilter(_DropLibraryInfo())
     try:
       main()
+    except Stopped as error:
+      sys.exit(f'{name}: {error}')
     except (ValueError, OSError) as error:  # FileNotFoundError, CheckpointMismatchError too
       hint = next((text for kind, text in (hints or {}).items() if isinstance(error, kind)), '')
       sys.exit(f'{name}: {error}' + (f' {hint}' if hint else ''))
@@ -177,7 +202,7 @@ def run(main: Callable[[], None], name: str, hints: dict[type, str] | None = Non
 def _parse_flags(argv: list[str], name: str) -> list[str]:
   """absl's parser, after named configs are expanded; a `--config.FIELD=` that names no field (or
   cannot be set) ends the program with one line, not ml_collections' traceback."""
-  argv = _expand_config_name(argv, name)
+  argv = _expand_config_name(expand_paths(argv), name)
   try:
     return app.parse_flags_with_usage(argv)
   except (AttributeError, KeyError, TypeError, ValueError) as error:

@@ -108,6 +108,7 @@ def evaluate_split(config: ml_collections.ConfigDict, data_dir: str, split: int,
   task = tasks.classifier_task(run_config, classifier, batches_from, steps,
                                trunk if init == 'gan' else None, description)
   state = training.train(task, run_config, run_dir, progress)
+  training.check_finished(state, steps, run_dir)  # never test (or go on from) half a run
   result = test_accuracy(classifier, state, test_cache, frames, config.classifier.test_windows)
   if jax.process_index() == 0:
     writer = tensorboard.SummaryWriter(run_dir)

@@ -26,7 +26,7 @@ import os
 import ml_collections
 import numpy as np
 
-from experiments import autoencoder_baseline, tasks, video_sources
+from experiments import autoencoder_baseline, tasks, training, video_sources
 from vgan_io import files, media
 from vgan_jax import configs
 from vgan_jax.metrics import fvd
@@ -73,7 +73,7 @@ def quick_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict
 
 def train(config: ml_collections.ConfigDict, model: str, workdir: str) -> None:
   """Trains `model` to config.num_steps in `workdir` (resuming); the baseline also fits its
-  mixture. RuntimeError when training stopped early (Ctrl-C): rerun to go on."""
+  mixture. common.Stopped when training stopped early (Ctrl-C): rerun to go on."""
   if model == 'autoencoder':
     state = autoencoder_baseline.train_autoencoder(config, workdir)
     if int(state.step) >= config.num_steps and not autoencoder_baseline.fit_is_done(
@@ -81,8 +81,7 @@ def train(config: ml_collections.ConfigDict, model: str, workdir: str) -> None:
       autoencoder_baseline.fit_mixture(workdir, config)
   else:
     state = tasks.train_gan(config, workdir)
-  if int(state.step) < config.num_steps:
-    raise RuntimeError(f'{workdir}: training stopped at step {int(state.step)}; rerun to resume.')
+  training.check_finished(state, config.num_steps, workdir)
 
 
 def motion_statistics(raw: dict[str, np.ndarray]) -> dict[str, float | None]:

@@ -36,6 +36,7 @@ from jax.sharding import Mesh
 from tqdm import tqdm
 
 from experiments import common
+from vgan_io import files
 from vgan_jax import checkpoint, parallel
 
 PyTree = Any
@@ -78,10 +79,10 @@ class StopRequest(contextlib.AbstractContextManager):
   """Turns the first SIGINT/SIGTERM into a request to stop after the current step; a second
   SIGINT interrupts at once.
 
-  `agreed()` is the decision every host acts on: the hosts' requests all-reduced over the mesh
-  (`parallel.any_process`), so a signal that reaches one host stops all of them after the same
-  step, and each saves the same checkpoint (a host that went on alone would wait forever for the
-  others in its next step).
+  `vote()` (read later) and `agreed()` (read now) are the decision every host acts on: the
+  hosts' requests all-reduced over the mesh (`parallel.any_process_vote`), so a signal that
+  reaches one host stops all of them after the same step, and each saves the same checkpoint (a
+  host that went on alone would wait forever for the others in its next step).
   """
 
   def __init__(self, mesh: Mesh):
@@ -96,9 +97,13 @@ class StopRequest(contextlib.AbstractContextManager):
                     '(Ctrl-C again to abort).', signum)
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
+  def vote(self) -> jax.Array:
+    """Whether any host has been asked to stop, as a device scalar not yet waited for."""
+    return parallel.any_process_vote(self.requested, self._mesh)
+
   def agreed(self) -> bool:
     """Whether any host has been asked to stop (the same answer on every host)."""
-    return parallel.any_process(self.requested, self._mesh)
+    return bool(self.vote())
 
   def __enter__(self):
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -111,12 +116,25 @@ class StopRequest(contextlib.AbstractContextManager):
     return False
 
 
-def interval_means(metrics: list[dict], interval_start: float,
-                   batch_size: int) -> dict[str, float]:
-  """Means over the steps of a logging interval, plus the speed over it (the clock is read
-  after the steps have finished: they run asynchronously)."""
-  means = {name: float(np.mean(values)) for name, values in
-           jax.device_get(jax.tree.map(lambda *m: jnp.stack(m), *metrics)).items()}
+class NonFiniteMetricError(ValueError):
+  """A training metric became NaN or infinite: training stops there, and the checkpoints kept
+  are those saved before (checkpoint.save never saves a non-finite state)."""
+
+
+def interval_means(metrics: list[dict], interval_start: float, batch_size: int,
+                   first_step: int = 1) -> dict[str, float]:
+  """Means over the steps of a logging interval (`first_step` its first), plus the speed over it
+  (the clock is read after the steps have finished: they run asynchronously).
+  NonFiniteMetricError naming the first step and metric that is NaN or infinite."""
+  values = jax.device_get(jax.tree.map(lambda *m: jnp.stack(m), *metrics))
+  bad = [(int(np.argmin(np.isfinite(value))), name) for name, value in sorted(values.items())
+         if not np.all(np.isfinite(value))]
+  if bad:
+    index, name = min(bad)
+    raise NonFiniteMetricError(f'step {first_step + index}: {name} is '
+                               f'{float(values[name][index])}; training stopped there, before '
+                               'saving that state.')
+  means = {name: float(np.mean(value)) for name, value in values.items()}
   means['steps_per_second'] = len(metrics) / (time.perf_counter() - interval_start)
   means['clips_per_second'] = means['steps_per_second'] * batch_size
   return means
@@ -131,13 +149,31 @@ def _compiled_first(step_fn, state, device_batches: Iterator) -> tuple[Callable,
   return compiled, itertools.chain([first_batch], device_batches)
 
 
+def check_finished(state: PyTree, num_steps: int, what: str) -> None:
+  """common.Stopped when `state` (a train state) stopped before `num_steps`: a stage of a longer
+  job (`what`, e.g. its work directory) must not hand an unfinished model to the next one."""
+  if int(state.step) < num_steps:
+    raise common.Stopped(f'{what}: training stopped at step {int(state.step)} of {num_steps}; '
+                         'the same command resumes it.')
+
+
 def train(task: Task, config: ml_collections.ConfigDict, workdir: str,
           progress: bool = True) -> PyTree:
   """Trains `task` until `task.num_steps`, resuming from `workdir/checkpoints`; returns the state.
 
-  Raises checkpoint.CheckpointMismatchError for a work directory of another model, and whatever
+  One run at a time in a work directory: a second one gets files.FolderInUseError at once (the
+  lock, WORKDIR/.lock, goes with the process that held it, however it ended). Raises
+  checkpoint.CheckpointMismatchError for a work directory of another model, and whatever
   the data source raises for bad data (ValueError naming it).
   """
+  if jax.process_index():  # one lock per run: process 0's (hosts may share the folder)
+    return _train(task, config, workdir, progress)
+  with files.exclusive_lock(workdir, 'training run'):
+    return _train(task, config, workdir, progress)
+
+
+def _train(task: Task, config: ml_collections.ConfigDict, workdir: str,
+           progress: bool) -> PyTree:
   # --- Mesh and state: fresh, or the latest checkpoint in workdir.
   mesh = parallel.create_mesh()
   local_batch_size = parallel.process_batch_size(task.batch_size, mesh)
@@ -165,18 +201,19 @@ def train(task: Task, config: ml_collections.ConfigDict, workdir: str,
       writer.hparams(config.to_dict())
 
     # --- The loop.
-    pending_metrics, interval_start = [], time.perf_counter()
+    pending_metrics, interval_start, stop_vote = [], time.perf_counter(), None
     with StopRequest(mesh) as stop, tqdm(
         total=task.num_steps, initial=start_step, unit='step', dynamic_ncols=True,
         disable=not (progress and is_main_process)) as bar:
-      while step < task.num_steps and not stop.agreed():
+      while step < task.num_steps:
         state, metrics = step_fn(state, next(device_batches))
         step += 1
         pending_metrics.append(metrics)  # device arrays: no wait for the step to finish
         bar.update()
         last = step == task.num_steps
         if step % config.log_every == 0 or last:
-          means = interval_means(pending_metrics, interval_start, task.batch_size)
+          means = interval_means(pending_metrics, interval_start, task.batch_size,
+                                 first_step=step - len(pending_metrics) + 1)
           pending_metrics, interval_start = [], time.perf_counter()
           bar.set_postfix({name: f'{means[name]:.4g}' for name in task.progress_metrics
                            if name in means}, refresh=False)
@@ -189,6 +226,11 @@ def train(task: Task, config: ml_collections.ConfigDict, workdir: str,
           if step % hook.every == 0 or last:
             hook.run(state, step, writer)
         checkpoint.save(manager, step, state, config)
+        # The stop vote cast after step k is read after step k + 1 is dispatched, so the device
+        # always has a step queued; every host reads the same vote after the same step.
+        previous_vote, stop_vote = stop_vote, stop.vote()
+        if previous_vote is not None and bool(previous_vote):
+          break
 
     # --- A last checkpoint wherever we stopped (the end, or a stop request).
     if manager.latest_step() != step:

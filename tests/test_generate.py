@@ -107,4 +107,6 @@ def test_conv_impl_and_compute_dtype_do_not_make_another_model():
   current = configs.get_config('test')
   current.model.compute_dtype = 'bfloat16'
   current.model.conv_impl = 'xla'
+  current.model.two_stream_impl = 'plain' if saved['model']['two_stream_impl'] == 'fused' else (
+      'fused')
   checkpoint.check_compatible(saved, current, 'float32 run')  # the same parameters: no error

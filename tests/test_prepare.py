@@ -184,6 +184,56 @@ def test_killed_prepare_data_leaves_no_half_shard_and_a_rerun_completes(tmp_path
   assert all(manifest['inputs'][path]['status'] == 'done' for path in videos)
 
 
+def _alive(pid):
+  """Whether process `pid` runs (a zombie, dead but not yet reaped, does not)."""
+  try:
+    with open(f'/proc/{pid}/stat') as file:
+      return file.read().rsplit(')', 1)[1].split()[0] != 'Z'
+  except OSError:
+    return False
+
+
+def _children(pid):
+  """The pids of the processes whose parent is `pid` (Linux /proc)."""
+  children = []
+  for name in os.listdir('/proc'):
+    try:
+      with open(f'/proc/{name}/stat') as file:
+        fields = file.read().rsplit(')', 1)[1].split()
+    except (OSError, IndexError):
+      continue
+    if name.isdigit() and int(fields[1]) == pid:
+      children.append(int(name))
+  return children
+
+
+@pytest.mark.skipif(not sys.platform.startswith('linux'), reason='PR_SET_PDEATHSIG is Linux\'s')
+def test_workers_end_with_a_killed_prepare_data(tmp_path):
+  """SIGKILL to the main process while its 2 workers write (one held at the test pause): the
+  workers end with it instead of writing on as orphans."""
+  _good_videos(tmp_path / 'videos', count=4, frames=160)
+  marker = tmp_path / 'paused'
+  flags = [f'--input={tmp_path / "videos"}', '--scene=golf', f'--output={tmp_path / "data"}',
+           '--workers=2', '--frames=16', '--size=64', '--stride=16']
+  process = subprocess.Popen(_command(*flags), cwd=REPO, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL,
+                             env=dict(os.environ, **{shards.PAUSE_AFTER_PARTIAL: str(marker)}))
+  try:
+    _wait_for_pause(process, marker)
+    children = _children(process.pid)
+    assert len(children) >= 2  # the workers (and multiprocessing's resource tracker)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    deadline = time.monotonic() + 60
+    while any(_alive(pid) for pid in children):
+      assert time.monotonic() < deadline, 'workers outlived the killed prepare_data'
+      time.sleep(0.05)
+  finally:
+    if process.poll() is None:
+      process.kill()
+      process.wait()
+
+
 def _write_strips(root, count, frames=8, size=32):
   """Released-style strips root/golf/NAME.jpg and their frames."""
   os.makedirs(os.path.join(root, 'golf'), exist_ok=True)

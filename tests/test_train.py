@@ -81,10 +81,27 @@ def test_checkpoint_of_another_model_is_refused_clearly(test_config, tmp_path):
 
 
 def test_unknown_scene_without_data_is_refused_clearly(test_config, tmp_path):
-  with pytest.raises(ValueError, match=r"No prepared clips for scene 'moon'.*built-in scenes are "
-                                       r'beach, golf, train_station, babies'):
-    _train(test_config, tmp_path / 'run', 'moon', str(tmp_path / 'data'))
+  with pytest.raises(ValueError, match=r"No data folder given and no built-in scene 'moon'.*"
+                                       r'built-in scenes are beach, golf, train_station, babies'):
+    _train(test_config, tmp_path / 'run', 'moon')
   assert not (tmp_path / 'run').exists()  # refused before anything was written
+
+
+def test_a_data_dir_without_the_scene_never_falls_back_to_synthetic_clips(test_config,
+                                                                           tmp_path):
+  """A data folder that is given is the data: missing there is an error saying what it holds,
+  even for the name of a built-in scene."""
+  data = tmp_path / 'data'
+  with pytest.raises(ValueError, match=r"scene 'beach' in .*data/beach: .*data does not exist"):
+    _train(test_config, tmp_path / 'run', 'beach', str(data))
+  (data / 'golf').mkdir(parents=True)
+  with pytest.raises(ValueError, match=r'data holds no shards \(prepare_data writes them\)'):
+    _train(test_config, tmp_path / 'run', 'beach', str(data))
+  for index in range(2):
+    (data / 'golf' / f'clips-{index:05d}.tfrecord').write_bytes(b'')
+  with pytest.raises(ValueError, match=r'data holds shards of golf \(2\)\. \(Without a data '):
+    _train(test_config, tmp_path / 'run', 'beach', str(data))
+  assert not (tmp_path / 'run').exists()
 
 
 def _train_command(workdir, *extra):

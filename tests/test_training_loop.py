@@ -4,15 +4,21 @@ checkpoints wherever it stops, and every kind of training going through it."""
 import dataclasses
 import os
 import signal
+import subprocess
+import sys
 
 import flax.struct
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pytest
 
 from experiments import training
-from vgan_jax import checkpoint, parallel
+from vgan_io import files
+from vgan_jax import checkpoint, configs, parallel
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_any_device_all_reduces_the_devices_flags():
@@ -95,8 +101,8 @@ def test_logged_means_are_over_the_steps_of_each_interval(test_config, tmp_path,
   and the last, 7, are those of 1..3, 4..6 and 7."""
   logged = []
 
-  def recording(metrics, interval_start, batch_size):
-    means = interval_means(metrics, interval_start, batch_size)
+  def recording(metrics, interval_start, batch_size, first_step):
+    means = interval_means(metrics, interval_start, batch_size, first_step)
     logged.append(means['step'])
     return means
 
@@ -129,19 +135,20 @@ def test_a_run_resumes_from_its_latest_checkpoint(test_config, tmp_path):
 
 def test_every_host_stops_after_the_step_any_host_was_asked_to(test_config, tmp_path,
                                                                monkeypatch):
-  """Another host's request (the all-reduce answers True from the 3rd check on) stops this one
-  too, after the same step, with a checkpoint of it."""
+  """Another host's request (the all-reduce answers True from the vote after step 3 on) stops
+  this one too, after the same step, with a checkpoint of it. The vote cast after step k is read
+  after step k + 1 is dispatched (so the device never drains), hence step 4."""
   checks = []
 
-  def any_process(flag, mesh):
+  def any_process_vote(flag, mesh):
     checks.append(flag)
-    return len(checks) >= 3
+    return jnp.asarray(len(checks) >= 3)
 
-  monkeypatch.setattr(training.parallel, 'any_process', any_process)
+  monkeypatch.setattr(training.parallel, 'any_process_vote', any_process_vote)
   test_config.checkpoint_every = 100
   state = training.train(_counting_task(10), test_config, str(tmp_path), progress=False)
-  assert int(state.step) == 2 and not any(checks)  # this host itself was never signalled
-  assert max(int(name) for name in os.listdir(tmp_path / 'checkpoints')) == 2
+  assert int(state.step) == 4 and not any(checks)  # this host itself was never signalled
+  assert max(int(name) for name in os.listdir(tmp_path / 'checkpoints')) == 4
 
 
 def test_best_checkpoint_is_the_lowest_metric_across_a_resume(tmp_path):
@@ -161,3 +168,69 @@ def test_best_checkpoint_is_the_lowest_metric_across_a_resume(tmp_path):
   assert save_then_list(2, 10.0) == [2]
   assert save_then_list(4, 12.5) == [2]  # worse: not kept
   assert save_then_list(6, 9.0) == [6]   # better: replaces step 2
+
+
+def test_a_non_finite_loss_stops_training_and_only_finite_states_are_saved(test_config,
+                                                                           tmp_path):
+  """The parameters become NaN in step 5: step 6's loss is NaN, which stops the run with the
+  step and the quantity named; the checkpoints kept (2, 4) are finite, and the latest restores."""
+  task = _counting_task(10)
+
+  def poisoned_step(state, batch):
+    state, metrics = task.train_step(state, batch)
+    return state.replace(params=jnp.where(state.step == 5, jnp.nan, state.params)), metrics
+
+  test_config.log_every, test_config.checkpoint_every = 3, 2
+  with pytest.raises(training.NonFiniteMetricError, match=r'step 6: loss is nan; training '
+                                                          r'stopped there'):
+    training.train(dataclasses.replace(task, train_step=poisoned_step), test_config,
+                   str(tmp_path), progress=False)
+  assert sorted(os.listdir(tmp_path / 'checkpoints')) == ['2', '4']
+  manager = checkpoint.create_manager(str(tmp_path / 'checkpoints'), test_config)
+  restored = checkpoint.restore_latest(
+      manager, task.initial_state(None, parallel.replicated(parallel.create_mesh())), test_config)
+  manager.close()
+  assert int(restored.step) == 4 and np.all(np.isfinite(np.asarray(restored.params)))
+
+
+def test_a_non_finite_state_is_never_saved(test_config, tmp_path):
+  manager = checkpoint.create_manager(str(tmp_path), test_config)
+  state = {'params': {'kernel': jnp.array([1.0, jnp.inf])}, 'step': jnp.int32(3)}
+  with pytest.raises(checkpoint.NonFiniteStateError, match=r'step 3: params.kernel holds NaN or '
+                                                           r'infinite values; not saved'):
+    checkpoint.save(manager, 3, state, test_config, force=True)
+  assert checkpoint.save(manager, 4, {'params': {'kernel': jnp.ones(2)}}, test_config, force=True)
+  manager.wait_until_finished()
+  manager.close()
+  assert os.listdir(tmp_path) == ['4']
+
+
+@pytest.mark.parametrize('field, value', [('optimizer.b1', 1.0), ('optimizer.b2', -0.1),
+                                          ('optimizer.learning_rate', 0.0),
+                                          ('classifier.learning_rate', -1e-3)])
+def test_optimizer_settings_outside_adams_range_are_refused(test_config, field, value):
+  section, name = field.split('.')
+  test_config[section][name] = value
+  with pytest.raises(ValueError, match=rf'config.{field}={value}: Adam needs'):
+    configs.validate(test_config)
+
+
+def test_a_second_run_in_the_same_work_directory_is_refused_at_once(test_config, tmp_path):
+  """Another process holds the work directory's lock (a run in progress): refused with its pid,
+  nothing written. Killed with SIGKILL, it leaves no stuck lock: the run then goes ahead."""
+  holder = subprocess.Popen([sys.executable, '-c', (
+      'import sys, time; from vgan_io import files\n'
+      f'with files.exclusive_lock({str(tmp_path)!r}, "training run"):\n'
+      '  print("locked", flush=True); time.sleep(600)')], stdout=subprocess.PIPE, text=True,
+                            cwd=REPO, env=dict(os.environ, PYTHONPATH=REPO))
+  try:
+    assert holder.stdout.readline() == 'locked\n'
+    with pytest.raises(files.FolderInUseError, match=rf'is in use by another training run \(pid '
+                                                     rf'{holder.pid}, started '):
+      training.train(_counting_task(2), test_config, str(tmp_path), progress=False)
+    assert os.listdir(tmp_path) == [files.LOCK]
+  finally:
+    holder.kill()
+    holder.wait()
+  assert int(training.train(_counting_task(2), test_config, str(tmp_path),
+                            progress=False).step) == 2

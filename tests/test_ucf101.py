@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from data_pipeline import ucf101
-from experiments import evaluation
+from experiments import common, evaluation, training
 from vgan_jax import checkpoint, configs
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -195,3 +195,28 @@ def test_an_interrupted_classifier_resumes_as_if_uninterrupted(ucf_dir, tmp_path
                   jax.tree.leaves(jax.device_get(resumed)), strict=True):
     np.testing.assert_array_equal(a, b)
   assert 0 <= result['top1'] <= 1
+
+
+def test_a_stopped_classifier_is_never_tested(ucf_dir, tmp_path, monkeypatch):
+  """A stop request (here: another host's, from the first vote on) ends the run after step 2 (the
+  vote after step 1 is read after step 2); the unfinished model is not tested and the job says
+  where it stopped (common.run turns that into one line)."""
+  monkeypatch.setattr(training.parallel, 'any_process_vote',
+                      lambda flag, mesh: jax.numpy.asarray(True))
+  monkeypatch.setattr(evaluation, 'test_accuracy', lambda *args: pytest.fail('tested'))
+  with pytest.raises(common.Stopped, match=r'fraction1: training stopped at step 2 of 9; the '
+                                           'same command resumes it'):
+    evaluation.evaluate_split(_config(epochs=3), ucf_dir, 1, 'random', 'finetune', None, 1.0, 0,
+                              str(tmp_path), progress=False, cache_dir=str(tmp_path / 'cache'))
+
+
+def test_lists_saved_with_a_byte_order_mark_are_read(tmp_path):
+  """Notepad and other Windows tools save UTF-8 with a BOM before the first line."""
+  lists = tmp_path / ucf101.LISTS
+  lists.mkdir()
+  (lists / ucf101.CLASS_INDEX).write_bytes('\ufeff1 ApplyEyeMakeup\r\n2 Archery\r\n'.encode())
+  (lists / 'trainlist01.txt').write_bytes(
+      '\ufeffArchery/v_Archery_g01_c01.avi 2\r\n'.encode('utf-8'))
+  assert ucf101.read_class_index(str(tmp_path)) == ['ApplyEyeMakeup', 'Archery']
+  assert ucf101.read_split(str(tmp_path), 1, 'train') == [
+      ucf101.Video('Archery/v_Archery_g01_c01.avi', 1)]

@@ -5,7 +5,7 @@ import os
 import cv2
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageOps
 
 from vgan_io import media
 from vgan_jax import video_io
@@ -88,3 +88,28 @@ def test_gif_has_every_frame_and_is_written_atomically(tmp_path):
   with pytest.raises(ValueError, match='uint8 frames'):
     media.write_gif(str(tmp_path / 'bad.gif'), frames.astype(float))
   assert not (tmp_path / 'bad.gif').exists()
+
+
+def test_a_phone_photo_comes_in_upright(tmp_path):
+  """A JPEG stored 64 wide x 32 high with EXIF orientation 6 (taken with the phone upright) is
+  a 32x64 portrait: its stored left half (white) is on top."""
+  stored = np.zeros((32, 64, 3), np.uint8)
+  stored[:, :32] = 255
+  exif = Image.Exif()
+  exif[media.EXIF_ORIENTATION] = 6
+  Image.fromarray(stored).save(tmp_path / 'phone.jpg', exif=exif, quality=95)
+  image, note = media.load_image(str(tmp_path / 'phone.jpg'), 32)
+  assert 'EXIF orientation 6 applied' in note and '32x64 centre-cropped' in note
+  assert image[:8].mean() > 240 and image[-8:].mean() < 15  # the middle rows of the portrait
+
+
+@pytest.mark.parametrize('orientation', range(1, 9))
+def test_every_exif_orientation_matches_pillows(tmp_path, orientation):
+  stored = np.random.default_rng(orientation).integers(0, 256, (12, 20, 3), np.uint8)
+  exif = Image.Exif()
+  exif[media.EXIF_ORIENTATION] = orientation
+  path = tmp_path / 'photo.png'  # lossless, so the pixels compare exactly
+  Image.fromarray(stored).save(path, exif=exif)
+  expected = np.asarray(ImageOps.exif_transpose(Image.open(path)).convert('RGB'))
+  image, _ = media.load_image(str(path), 12)
+  np.testing.assert_array_equal(image, media.square_crop(expected, 12))

@@ -1,9 +1,13 @@
 """Small video files the data tests write for themselves: good ones and each kind of bad one."""
 
+import fractions
 import os
+import struct
 
+import av
 import cv2
 import numpy as np
+from PIL import Image
 
 from data_pipeline import synthetic
 from vgan_io import media
@@ -66,3 +70,48 @@ def read_video_frames(path) -> np.ndarray:
       capture.release()
       return np.stack(frames)
     frames.append(frame)
+
+
+def write_timed_video(path, times, size=32, fmt=None, codec='libx264', rate=30, time_base=600,
+                      color_trc=None, color_primaries=None):
+  """A video whose frame i is a flat grey of 4 * i shown at times[i] seconds (presentation
+  timestamps in units of 1/time_base s; the container's nominal rate is `rate`), written with
+  PyAV; color_trc/color_primaries tag its colour encoding (PyAV's ColorTrc/ColorPrimaries)."""
+  base = fractions.Fraction(1, time_base)
+  with av.open(str(path), 'w', format=fmt) as container:
+    stream = container.add_stream(codec, rate=rate)
+    stream.width = stream.height = size
+    stream.pix_fmt = 'yuv420p'
+    stream.time_base = stream.codec_context.time_base = base
+    if color_trc is not None:
+      stream.codec_context.color_trc = color_trc
+      stream.codec_context.color_primaries = color_primaries
+    for index, time in enumerate(times):
+      frame = av.VideoFrame.from_ndarray(np.full((size, size, 3), 4 * index, np.uint8), 'rgb24')
+      frame.pts, frame.time_base = int(round(time * time_base)), base
+      for packet in stream.encode(frame):
+        container.mux(packet)
+    for packet in stream.encode():
+      container.mux(packet)
+  return str(path)
+
+
+def rotate_mp4(path, degrees):
+  """Sets the display matrix of an MP4's (first) track to a `degrees` clockwise rotation, as a
+  phone held upright writes it (the pixels stay as stored)."""
+  with open(path, 'rb') as file:
+    data = bytearray(file.read())
+  box = data.find(b'tkhd')
+  offset = box + 44 + (12 if data[box + 4] == 1 else 0)  # version 1 has 64-bit times
+  a, b, c, d = {90: (0, 1, -1, 0), 180: (-1, 0, 0, -1), 270: (0, -1, 1, 0)}[degrees]
+  data[offset:offset + 36] = struct.pack('>9i', a << 16, b << 16, 0, c << 16, d << 16, 0, 0, 0,
+                                         1 << 30)
+  with open(path, 'wb') as file:
+    file.write(bytes(data))
+
+
+def write_animation(path, count=40, delay_ms=40, size=(32, 48)):
+  """An animated GIF/WebP/PNG (by the extension) whose frame i is a flat grey of 6 * i."""
+  frames = [Image.fromarray(np.full((*size, 3), 6 * i, np.uint8)) for i in range(count)]
+  frames[0].save(str(path), save_all=True, append_images=frames[1:], duration=delay_ms, loop=0)
+  return str(path)

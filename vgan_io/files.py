@@ -6,6 +6,8 @@ in data-preparation worker processes too.
 """
 
 import contextlib
+import datetime
+import fcntl
 import json
 import os
 import tempfile
@@ -72,3 +74,34 @@ def write_npz(path: str, arrays: dict) -> None:
   """Numpy arrays as a compressed .npz at `path`, atomically."""
   with atomic_path(path) as temporary:
     np.savez_compressed(temporary, **arrays)
+
+
+LOCK = '.lock'  # the lock file of a folder a job writes to (`exclusive_lock`)
+
+
+class FolderInUseError(ValueError):
+  """Another process holds the folder's lock: two jobs writing one folder would collide."""
+
+
+@contextlib.contextmanager
+def exclusive_lock(folder: str, what: str) -> Iterator[None]:
+  """Holds FOLDER/.lock (created with the folder) for the block: a second process asking for it
+  gets FolderInUseError at once, naming the holder's pid and start time. The kernel releases the
+  lock when its process ends, however it ends (kill -9 included), so none is ever left stuck.
+  `what` names the job in the message ('training run', ...)."""
+  os.makedirs(folder, exist_ok=True)
+  path = os.path.join(folder, LOCK)
+  handle = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+  try:
+    try:
+      fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      holder = os.pread(handle, 200, 0).decode(errors='replace').strip() or 'another process'
+      raise FolderInUseError(f'{folder} is in use by another {what} ({holder}); wait for it to '
+                             'end, or use another folder.') from None
+    os.ftruncate(handle, 0)
+    started = datetime.datetime.now().isoformat(timespec='seconds')
+    os.pwrite(handle, f'pid {os.getpid()}, started {started}\n'.encode(), 0)
+    yield
+  finally:
+    os.close(handle)  # releases the lock

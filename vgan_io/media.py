@@ -69,10 +69,35 @@ def square_crop(frame: np.ndarray, size: int) -> np.ndarray:
   return cv2.resize(square, (size, size), interpolation=interpolation)
 
 
+# EXIF orientation (tag 0x0112) -> how the stored pixels [H, W, ...] become upright.
+EXIF_ORIENTATION = 0x0112
+_UPRIGHT = {
+    2: lambda image: image[:, ::-1],  # mirrored left-right
+    3: lambda image: image[::-1, ::-1],  # upside down
+    4: lambda image: image[::-1],  # mirrored top-bottom
+    5: lambda image: np.swapaxes(image, 0, 1),  # mirrored along the main diagonal
+    6: lambda image: np.rot90(image, -1),  # turned 90 degrees clockwise (a phone held upright)
+    7: lambda image: np.swapaxes(image[::-1, ::-1], 0, 1),  # mirrored along the other diagonal
+    8: lambda image: np.rot90(image, 1),  # turned 90 degrees counter-clockwise
+}
+
+
+def exif_orientation(path: str) -> int:
+  """The EXIF orientation (1-8) of an image file; 1 (as stored) when it has none."""
+  try:
+    with Image.open(path) as image:
+      orientation = image.getexif().get(EXIF_ORIENTATION, 1)
+  except (OSError, ValueError, SyntaxError):
+    return 1
+  return orientation if orientation in _UPRIGHT else 1
+
+
 def load_image(path: str, size: int) -> tuple[np.ndarray, str]:
   """An image file -> (uint8 RGB [size, size, 3], a note on how it was changed, or '').
 
-  Raises ValueError naming the file when it is not an image OpenCV can read.
+  A phone photo's EXIF orientation is applied first, so it comes in upright (a JPEG stored 64x32
+  with orientation 6 is 32x64). Raises ValueError naming the file when it is not an image OpenCV
+  can read.
   """
   if not os.path.isfile(path):
     raise ValueError(f'{path}: no such file.')
@@ -80,6 +105,10 @@ def load_image(path: str, size: int) -> tuple[np.ndarray, str]:
   if image is None or image.ndim not in (2, 3) or min(image.shape[:2]) < 1:
     raise ValueError(f'{path}: not an image OpenCV can read (PNG, JPEG, BMP, WebP, TIFF, ...).')
   notes = []
+  orientation = exif_orientation(path)
+  if orientation != 1:  # IMREAD_UNCHANGED leaves the pixels as stored
+    image = np.ascontiguousarray(_UPRIGHT[orientation](image))
+    notes.append(f'EXIF orientation {orientation} applied')
   if image.dtype == np.uint16:
     image = (image // 257).astype(np.uint8)
   elif image.dtype != np.uint8:

@@ -12,6 +12,7 @@ import re
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import orbax.checkpoint as ocp
 from absl import logging
@@ -32,6 +33,30 @@ class CheckpointMismatchError(ValueError):
 
 class NoCheckpointError(FileNotFoundError):
   """A work directory with no checkpoint to restore."""
+
+
+class NonFiniteStateError(ValueError):
+  """A state with NaN or infinite values, which is never saved (it would replace good
+  checkpoints in the rotation)."""
+
+
+@jax.jit
+def _finite_leaves(leaves: list[jax.Array]) -> jax.Array:
+  return jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in leaves])
+
+
+def first_non_finite(state: Any) -> str | None:
+  """The path of the first floating-point leaf of `state` holding a NaN or an infinity (e.g.
+  'params.generator.trunk.kernel'); None when every value is finite."""
+  named = [(path, leaf) for path, leaf in jax.tree_util.tree_flatten_with_path(state)[0]
+           if jnp.issubdtype(jnp.asarray(leaf).dtype, jnp.inexact)]
+  if not named:
+    return None
+  finite = jax.device_get(_finite_leaves([leaf for _, leaf in named]))
+  for (path, _), ok in zip(named, finite):
+    if not ok:
+      return '.'.join(str(getattr(key, 'name', getattr(key, 'key', key))) for key in path)
+  return None
 
 
 def create_manager(directory: str, config: ml_collections.ConfigDict) -> ocp.CheckpointManager:
@@ -68,7 +93,14 @@ def save(manager: ocp.CheckpointManager, step: int, state: Any,
          config: ml_collections.ConfigDict, force: bool = False,
          metrics: dict[str, float] | None = None) -> bool:
   """Saves `state` and `config` at `step` if the interval says so (or `force`); True if it did.
-  `metrics` go with it, for a manager that keeps the best (`create_best_manager`)."""
+  `metrics` go with it, for a manager that keeps the best (`create_best_manager`).
+  NonFiniteStateError, saving nothing, when the state holds a NaN or an infinity."""
+  if not (force or manager.should_save(step)):
+    return False
+  bad = first_non_finite(state)
+  if bad:
+    raise NonFiniteStateError(f'step {step}: {bad} holds NaN or infinite values; not saved (the '
+                              f'checkpoints in {manager.directory} are all finite).')
   return manager.save(step, args=ocp.args.Composite(**{
       STATE: ocp.args.StandardSave(state),
       CONFIG: ocp.args.JsonSave(config.to_dict())}), force=force, metrics=metrics)

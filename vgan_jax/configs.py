@@ -292,6 +292,15 @@ def validate(config: ml_collections.ConfigDict) -> None:
     if not all(0 < fraction <= 1 for fraction in value):
       raise ValueError(f'config.{field}: fractions must be in (0, 1]; got {value}.')
   number_list('replication.seeds', config.replication.seeds, int)
+  optimizer = config.optimizer  # Adam (Kingma and Ba 2015): 0 <= b1, b2 < 1 and a step size > 0
+  for name, value, valid in (
+      ('optimizer.learning_rate', optimizer.learning_rate, 0 < optimizer.learning_rate),
+      ('optimizer.b1', optimizer.b1, 0 <= optimizer.b1 < 1),
+      ('optimizer.b2', optimizer.b2, 0 <= optimizer.b2 < 1),
+      ('classifier.learning_rate', classifier.learning_rate, 0 < classifier.learning_rate)):
+    if not valid:  # b1 = 1 never updates its moment: the first step divides 0 by 0
+      raise ValueError(f'config.{name}={value}: Adam needs a learning rate above 0 and b1, b2 in '
+                       '[0, 1).')
   baseline = config.baseline
   if baseline.gmm_clips < 1 or baseline.gmm_components < 1:
     raise ValueError(f'config.baseline.gmm_clips={baseline.gmm_clips} and gmm_components='

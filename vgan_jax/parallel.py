@@ -77,14 +77,20 @@ def jit_step(step: Callable, mesh: Mesh) -> Callable:
                  donate_argnums=0)
 
 
-def any_device(flags: dict[jax.Device, bool], mesh: Mesh) -> bool:
+def any_device_vote(flags: dict[jax.Device, bool], mesh: Mesh) -> jax.Array:
   """Whether any of the mesh's devices holds True, where each process gives `flags` for its own
-  devices: one all-reduce (max) over the `data` axis, whose result every process reads."""
+  devices: one all-reduce (max) over the `data` axis, dispatched and not waited for (an int32
+  scalar, replicated: every process reads the same value)."""
   sharding = batch_sharded(mesh)
   shards = [jax.device_put(np.asarray([flags[device]], np.int32), device)
             for device in sharding.addressable_devices]
   values = jax.make_array_from_single_device_arrays((mesh.devices.size,), sharding, shards)
-  return bool(_max_replicated(mesh)(values))
+  return _max_replicated(mesh)(values)
+
+
+def any_device(flags: dict[jax.Device, bool], mesh: Mesh) -> bool:
+  """`any_device_vote`, read (waits for it)."""
+  return bool(any_device_vote(flags, mesh))
 
 
 @functools.lru_cache(maxsize=8)
@@ -92,7 +98,14 @@ def _max_replicated(mesh: Mesh) -> Callable:
   return jax.jit(jnp.max, out_shardings=replicated(mesh))
 
 
+def any_process_vote(flag: bool, mesh: Mesh) -> jax.Array:
+  """Whether `flag` is True on any process of the mesh (each gives its own), as a device scalar
+  not yet waited for: the same answer on every process, so all act on it at the same step. A
+  collective: every process must call it, in the same order."""
+  return any_device_vote({device: flag for device in batch_sharded(mesh).addressable_devices},
+                         mesh)
+
+
 def any_process(flag: bool, mesh: Mesh) -> bool:
-  """Whether `flag` is True on any process of the mesh (each gives its own): the same answer on
-  every process, so all act on it at the same step. A collective: every process must call it."""
-  return any_device({device: flag for device in batch_sharded(mesh).addressable_devices}, mesh)
+  """`any_process_vote`, read (waits for it)."""
+  return bool(any_process_vote(flag, mesh))
