@@ -15,6 +15,7 @@ down...) for tests and for the small-scale replication in experiments/.
 
 import collections
 import dataclasses
+import hashlib
 import json
 import os
 
@@ -124,6 +125,22 @@ def load_video(path: str, size: int, stabilized: bool = False,
     segments = stabilize.stabilize(video)
     video = max(segments, key=lambda segment: len(segment.frames)).frames
   return video
+
+
+def videos_key(data_dir: str, videos: list[Video], size: int, stabilized: bool) -> str:
+  """12 hex digits of a hash of what a cache of `videos` is made from: the data folder (its
+  absolute path), each video's path, label, file size and modification time (-1 when missing),
+  the frame size and stabilization."""
+  digest = hashlib.sha256(json.dumps([os.path.abspath(data_dir), size, stabilized]).encode())
+  for video in videos:
+    path = os.path.join(data_dir, VIDEOS, video.path)
+    try:
+      stat = os.stat(path)
+      identity = (stat.st_size, stat.st_mtime_ns)
+    except OSError:
+      identity = (-1, -1)
+    digest.update(json.dumps([video.path, video.label, *identity]).encode())
+  return digest.hexdigest()[:12]
 
 
 def cache_split(data_dir: str, videos: list[Video], cache_path: str, size: int,

@@ -38,9 +38,14 @@ def load_gan_trunk(path: str, config: ml_collections.ConfigDict):
   return state.discriminator_params['trunk'], state.discriminator_batch_stats['trunk']
 
 
-def _cache_path(cache_dir: str, split: int, subset: str, size: int, stabilized: bool) -> str:
+def _cache_path(cache_dir: str, data_dir: str, split: int, subset: str,
+                videos: list[ucf101.Video], size: int, stabilized: bool) -> str:
+  """The decoded-video cache of a split's subset, named by what it is made from: the data
+  folder, the listed videos with their labels, sizes and modification times, the frame size and
+  stabilization (a changed dataset gets a new cache, not the old one and its skipped list)."""
   suffix = '_stabilized' if stabilized else ''
-  return os.path.join(cache_dir, f'split{split}_{subset}_{size}px{suffix}.tfrecord')
+  return os.path.join(cache_dir, f'split{split}_{subset}_{size}px{suffix}_'
+                                 f'{ucf101.videos_key(data_dir, videos, size, stabilized)}.tfrecord')
 
 
 def top_k_accuracy(probabilities: np.ndarray, labels: np.ndarray, k: int) -> float:
@@ -78,12 +83,22 @@ def evaluate_split(config: ml_collections.ConfigDict, data_dir: str, split: int,
   classes = ucf101.read_class_index(data_dir)
   train_videos = ucf101.read_split(data_dir, split, 'train')
   test_videos = ucf101.read_split(data_dir, split, 'test')
-  subset = ucf101.label_fraction(train_videos, label_fraction, seed)
   size, frames = config.model.size, config.model.frames
-  train_cache = _cache_path(cache_dir, split, 'train', size, stabilized)
-  test_cache = _cache_path(cache_dir, split, 'test', size, stabilized)
+  train_cache = _cache_path(cache_dir, data_dir, split, 'train', train_videos, size, stabilized)
+  test_cache = _cache_path(cache_dir, data_dir, split, 'test', test_videos, size, stabilized)
   skipped = {**ucf101.cache_split(data_dir, train_videos, train_cache, size, stabilized)['skipped'],
              **ucf101.cache_split(data_dir, test_videos, test_cache, size, stabilized)['skipped']}
+  # The label fraction is drawn from the videos that could be read, and every class must keep
+  # some: a class left with none would make the accuracy that of another task.
+  readable_train = [video for video in train_videos if video.path not in skipped]
+  readable_test = [video for video in test_videos if video.path not in skipped]
+  for subset_name, readable in (('training', readable_train), ('test', readable_test)):
+    missing = sorted(set(range(len(classes))) - {video.label for video in readable})
+    if missing:
+      raise ValueError(f'Split {split}: no readable {subset_name} videos of class '
+                       f'{", ".join(classes[label] for label in missing)} ({len(skipped)} videos '
+                       f'could not be read; see {train_cache}.json and {test_cache}.json).')
+  subset = ucf101.label_fraction(readable_train, label_fraction, seed)
 
   # This run's settings, saved with its checkpoints.
   run_config = config.copy_and_resolve_references()
@@ -103,8 +118,8 @@ def evaluate_split(config: ml_collections.ConfigDict, data_dir: str, split: int,
                                 start_batch=start_step).as_numpy_iterator()
 
   run_dir = os.path.join(output_dir, f'split{split}_{init}_{mode}_fraction{label_fraction:g}')
-  description = (f'Split {split}, {init} init, {mode}: {len(subset)} of {len(train_videos)} '
-                 f'training videos, {len(classes)} classes')
+  description = (f'Split {split}, {init} init, {mode}: {len(subset)} of {len(readable_train)} '
+                 f'readable training videos ({len(train_videos)} listed), {len(classes)} classes')
   task = tasks.classifier_task(run_config, classifier, batches_from, steps,
                                trunk if init == 'gan' else None, description)
   state = training.train(task, run_config, run_dir, progress)

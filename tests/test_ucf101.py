@@ -220,3 +220,43 @@ def test_lists_saved_with_a_byte_order_mark_are_read(tmp_path):
   assert ucf101.read_class_index(str(tmp_path)) == ['ApplyEyeMakeup', 'Archery']
   assert ucf101.read_split(str(tmp_path), 1, 'train') == [
       ucf101.Video('Archery/v_Archery_g01_c01.avi', 1)]
+
+
+def _copy_of(ucf_dir, tmp_path):
+  copy = tmp_path / 'ucf'
+  shutil.copytree(ucf_dir, copy)
+  return copy
+
+
+def test_a_class_left_without_readable_videos_is_named_and_counts_are_real(ucf_dir, tmp_path):
+  """Unreadable videos: one of MoveLeft's training videos -> trained on the 23 others, and the
+  result says so; all of them -> an error naming the class, before any training."""
+  data = _copy_of(ucf_dir, tmp_path)
+  left = [video.path for video in ucf101.read_split(str(data), 1, 'train') if video.label == 0]
+  (data / ucf101.VIDEOS / left[0]).write_bytes(b'not a video')
+  result, state = evaluation.evaluate_split(
+      _config(epochs=1), str(data), 1, 'random', 'finetune', None, 1.0, 0, str(tmp_path / 'a'),
+      progress=False)
+  assert result['train_videos'] == 23 and list(result['skipped_videos']) == [left[0]]
+  assert int(state.step) == result['steps'] == 3  # an epoch of 23 videos in batches of 8
+  for path in left[1:]:
+    (data / ucf101.VIDEOS / path).write_bytes(b'not a video')
+  with pytest.raises(ValueError, match=r'Split 1: no readable training videos of class '
+                                       r'MoveLeft \(6 videos could not be read'):
+    evaluation.evaluate_split(_config(epochs=1), str(data), 1, 'random', 'finetune', None, 1.0,
+                              0, str(tmp_path / 'b'), progress=False)
+  assert not (tmp_path / 'b' / 'split1_random_finetune_fraction1').exists()
+
+
+def test_the_decoded_cache_is_keyed_on_what_it_was_made_from(ucf_dir, tmp_path):
+  data = _copy_of(ucf_dir, tmp_path)
+  videos = ucf101.read_split(str(data), 1, 'train')
+  key = ucf101.videos_key(str(data), videos, 32, False)
+  assert ucf101.videos_key(str(data), list(videos), 32, False) == key  # stable
+  assert ucf101.videos_key(ucf_dir, videos, 32, False) != key  # another data folder
+  assert ucf101.videos_key(str(data), videos[1:], 32, False) != key  # another list
+  assert ucf101.videos_key(str(data), videos, 48, False) != key
+  assert ucf101.videos_key(str(data), videos, 32, True) != key
+  video = data / ucf101.VIDEOS / videos[0].path
+  video.write_bytes(video.read_bytes() + b'\0')  # a file replaced (another size and time)
+  assert ucf101.videos_key(str(data), videos, 32, False) != key
