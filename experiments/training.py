@@ -76,7 +76,7 @@ class Task:
 
 
 class StopRequest(contextlib.AbstractContextManager):
-  """Turns the first SIGINT/SIGTERM into a request to stop after the current step; a second
+  """Turns the first SIGINT/SIGTERM into a request to stop (after the step queued next); a second
   SIGINT interrupts at once.
 
   `vote()` (read later) and `agreed()` (read now) are the decision every host acts on: the
@@ -93,7 +93,7 @@ class StopRequest(contextlib.AbstractContextManager):
   def _handle(self, signum, frame):
     del frame
     self.requested = True
-    logging.warning('Received signal %d: stopping after this step and saving a checkpoint '
+    logging.warning('Received signal %d: stopping after the next step and saving a checkpoint '
                     '(Ctrl-C again to abort).', signum)
     signal.signal(signal.SIGINT, signal.default_int_handler)
 

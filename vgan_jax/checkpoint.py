@@ -4,16 +4,22 @@ does not fit the current model is refused with a message naming the differing fi
 orbax is asked to restore arrays of the wrong shape.
 
 Orbax writes to a temporary directory and renames it when complete, so a run killed during a save
-never leaves a checkpoint that looks finished.
+never leaves a checkpoint that looks finished. Each checkpoint also holds the SHA-256 of every
+array it saved, checked at restore: a file damaged afterwards (a partial copy or sync of a work
+directory, a flipped block) is named instead of silently loading wrong values, and training
+resumes from the newest intact checkpoint, setting the damaged one aside.
 """
 
+import hashlib
 import os
 import re
+import time
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
 
@@ -21,6 +27,9 @@ from vgan_jax import configs, train_state
 
 STATE = 'state'
 CONFIG = 'config'
+CHECKSUMS = 'checksums'  # {leaf path: SHA-256 of its dtype, shape and bytes}; absent before
+ITEMS = (STATE, CONFIG, CHECKSUMS)
+DAMAGED = '.damaged-'  # STEP.damaged-TIME: a damaged checkpoint set aside (orbax ignores it)
 # Config sections that fix the shapes of the state; a checkpoint must agree on them to be restored.
 STRUCTURAL_FIELDS = ('model',)
 # ... except these model fields, which change how the same parameters are computed with.
@@ -35,9 +44,32 @@ class NoCheckpointError(FileNotFoundError):
   """A work directory with no checkpoint to restore."""
 
 
+class CheckpointDamagedError(ValueError):
+  """A checkpoint whose files cannot be read, or whose arrays differ from their checksums."""
+
+
 class NonFiniteStateError(ValueError):
   """A state with NaN or infinite values, which is never saved (it would replace good
   checkpoints in the rotation)."""
+
+
+def _leaf_name(path) -> str:
+  return '.'.join(str(getattr(key, 'name', getattr(key, 'key', getattr(key, 'idx', key))))
+                  for key in path)
+
+
+def checksums(state: Any) -> dict[str, str]:
+  """{leaf path: SHA-256 of the leaf's dtype, shape and bytes} of a state (this process's copy
+  of each array: the states here are replicated)."""
+  sums = {}
+  for path, leaf in jax.tree_util.tree_flatten_with_path(state)[0]:
+    if isinstance(leaf, jax.Array):
+      leaf = leaf.addressable_data(0)
+    value = np.ascontiguousarray(np.asarray(leaf))
+    digest = hashlib.sha256(f'{value.dtype.str}{value.shape}'.encode())
+    digest.update(value.view(np.uint8).reshape(-1) if value.size else b'')
+    sums[_leaf_name(path)] = digest.hexdigest()
+  return sums
 
 
 @jax.jit
@@ -55,7 +87,7 @@ def first_non_finite(state: Any) -> str | None:
   finite = jax.device_get(_finite_leaves([leaf for _, leaf in named]))
   for (path, _), ok in zip(named, finite):
     if not ok:
-      return '.'.join(str(getattr(key, 'name', getattr(key, 'key', key))) for key in path)
+      return _leaf_name(path)
   return None
 
 
@@ -71,8 +103,7 @@ def create_manager(directory: str, config: ml_collections.ConfigDict) -> ocp.Che
       # The save copies the arrays to host memory before returning, so the train step may donate
       # and overwrite the device buffers while the files are still being written.
       enable_async_checkpointing=True)
-  return ocp.CheckpointManager(os.path.abspath(directory), options=options,
-                               item_names=(STATE, CONFIG))
+  return ocp.CheckpointManager(os.path.abspath(directory), options=options, item_names=ITEMS)
 
 
 BEST_DIRECTORY = 'checkpoints_best'
@@ -85,8 +116,7 @@ def create_best_manager(directory: str, metric: str = 'fvd') -> ocp.CheckpointMa
   options = ocp.CheckpointManagerOptions(
       max_to_keep=1, best_fn=lambda metrics: metrics[metric], best_mode='min', create=True,
       enable_async_checkpointing=False)
-  return ocp.CheckpointManager(os.path.abspath(directory), options=options,
-                               item_names=(STATE, CONFIG))
+  return ocp.CheckpointManager(os.path.abspath(directory), options=options, item_names=ITEMS)
 
 
 def save(manager: ocp.CheckpointManager, step: int, state: Any,
@@ -103,7 +133,8 @@ def save(manager: ocp.CheckpointManager, step: int, state: Any,
                               f'checkpoints in {manager.directory} are all finite).')
   return manager.save(step, args=ocp.args.Composite(**{
       STATE: ocp.args.StandardSave(state),
-      CONFIG: ocp.args.JsonSave(config.to_dict())}), force=force, metrics=metrics)
+      CONFIG: ocp.args.JsonSave(config.to_dict()),
+      CHECKSUMS: ocp.args.JsonSave(checksums(state))}), force=force, metrics=metrics)
 
 
 def _differences(saved: dict, current: dict, prefix: str = '') -> list[str]:
@@ -139,9 +170,54 @@ def check_compatible(saved_config: dict, config: ml_collections.ConfigDict, wher
     logging.info('Resuming %s with changed settings: %s', where, '; '.join(others))
 
 
+def _step_path(manager: ocp.CheckpointManager, step: int) -> str:
+  return os.path.join(str(manager.directory), str(step))
+
+
+def _first_line(error: BaseException) -> str:
+  message = str(error).strip()
+  return (message.splitlines()[0][:300] if message else '') or type(error).__name__
+
+
 def load_config(manager: ocp.CheckpointManager, step: int) -> dict:
-  """The config (a plain dict) saved with the checkpoint at `step`."""
-  return manager.restore(step, args=ocp.args.Composite(**{CONFIG: ocp.args.JsonRestore()}))[CONFIG]
+  """The config (a plain dict) saved with the checkpoint at `step`. CheckpointDamagedError
+  when it cannot be read."""
+  path = os.path.join(_step_path(manager, step), CONFIG)
+  try:
+    config = manager.restore(step, args=ocp.args.Composite(**{
+        CONFIG: ocp.args.JsonRestore()}))[CONFIG]
+  except Exception as error:  # pylint: disable=broad-except (orbax raises many kinds)
+    raise CheckpointDamagedError(f'{path}: the saved config cannot be read '
+                                 f'({_first_line(error)}).') from None
+  if not isinstance(config, dict) or 'model' not in config:
+    raise CheckpointDamagedError(f'{path}: the saved config is not a config.')
+  return config
+
+
+def _saved_checksums(manager: ocp.CheckpointManager, step: int) -> dict[str, str] | None:
+  """The checksums saved with `step`; None for a checkpoint written before they were."""
+  path = os.path.join(_step_path(manager, step), CHECKSUMS)
+  if not os.path.isdir(path):
+    return None
+  try:
+    return manager.restore(step, args=ocp.args.Composite(**{
+        CHECKSUMS: ocp.args.JsonRestore()}))[CHECKSUMS]
+  except Exception as error:  # pylint: disable=broad-except
+    raise CheckpointDamagedError(f'{path}: the saved checksums cannot be read '
+                                 f'({_first_line(error)}).') from None
+
+
+def verify(manager: ocp.CheckpointManager, step: int, state: Any) -> None:
+  """CheckpointDamagedError naming the first array of `state` (restored from `step`) whose
+  SHA-256 differs from the one saved with it; nothing for a checkpoint without checksums."""
+  saved = _saved_checksums(manager, step)
+  if saved is None:
+    return
+  for name, digest in checksums(state).items():
+    if saved.get(name) != digest:
+      raise CheckpointDamagedError(
+          f'{os.path.join(_step_path(manager, step), STATE)}: the array {name} differs from the '
+          'checksum saved with it (its file was changed or damaged after saving).')
 
 
 def restore(manager: ocp.CheckpointManager, step: int, target: Any,
@@ -149,9 +225,11 @@ def restore(manager: ocp.CheckpointManager, step: int, target: Any,
   """The state saved at `step`, with the shapes, dtypes and shardings of `target`.
 
   Raises CheckpointMismatchError (naming the checkpoint and what differs) for a checkpoint of
-  another model, and FileNotFoundError for a step that is not there.
+  another model, CheckpointDamagedError (naming the checkpoint and the file or array) for one
+  whose files cannot be read or whose arrays differ from their saved checksums, and
+  FileNotFoundError for a step that is not there.
   """
-  where = os.path.join(str(manager.directory), str(step))
+  where = _step_path(manager, step)
   if step not in manager.all_steps():
     raise FileNotFoundError(f'No checkpoint at step {step} in {manager.directory} '
                             f'(steps there: {list(manager.all_steps()) or "none"}).')
@@ -159,11 +237,24 @@ def restore(manager: ocp.CheckpointManager, step: int, target: Any,
   abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
   try:
     restored = manager.restore(step, args=ocp.args.Composite(**{
-        STATE: ocp.args.StandardRestore(abstract)}))
-  except (ValueError, KeyError, TypeError) as error:  # shapes or tree structure differ
-    raise CheckpointMismatchError(
-        f'The checkpoint {where} does not fit the model: {_mismatch_detail(error)}') from error
-  return restored[STATE]
+        STATE: ocp.args.StandardRestore(abstract)}))[STATE]
+  except Exception as error:  # pylint: disable=broad-except (orbax/tensorstore raise many kinds)
+    if _is_structure_mismatch(error):  # the config matched, so only another kind of state
+      raise CheckpointMismatchError(
+          f'The checkpoint {where} does not fit the model: {_mismatch_detail(error)}') from None
+    raise CheckpointDamagedError(f'{os.path.join(where, STATE)}: cannot be read '
+                                 f'({_first_line(error)}).') from None
+  verify(manager, step, restored)
+  return restored
+
+
+def _is_structure_mismatch(error: BaseException) -> bool:
+  """Whether orbax's error says the saved tree differs from the target's (fields missing on one
+  side, other shapes), as opposed to files it could not read."""
+  message = str(error)
+  return isinstance(error, (ValueError, KeyError, TypeError)) and any(
+      marker in message for marker in ('Source: MISSING', 'Target: MISSING', 'tree structure',
+                                       'shape', 'Shape'))
 
 
 # The top-level fields of each kind of training state (vgan_jax/train_state.py).
@@ -185,14 +276,45 @@ def _mismatch_detail(error: Exception) -> str:
   return message.splitlines()[0][:300] if message else repr(error)
 
 
+def set_aside(manager: ocp.CheckpointManager, step: int) -> str:
+  """Renames a damaged checkpoint to STEP.damaged-TIME (kept for inspection, out of orbax's
+  steps, so it is neither restored nor overwritten); its new path. Process 0 renames; every
+  process reloads the manager's list of steps."""
+  path = _step_path(manager, step)
+  aside = f'{path}{DAMAGED}{time.strftime("%Y%m%d-%H%M%S")}'
+  if jax.process_index() == 0:
+    os.rename(path, aside)
+  manager.reload()
+  return aside
+
+
 def restore_latest(manager: ocp.CheckpointManager, target: Any,
                    config: ml_collections.ConfigDict) -> Any:
-  """The latest checkpoint's state if there is one, else `target` unchanged."""
-  step = manager.latest_step()
-  if step is None:
-    return target
-  logging.info('Resuming from the checkpoint at step %d in %s.', step, manager.directory)
-  return restore(manager, step, target, config)
+  """The newest intact checkpoint's state, else `target` unchanged when there is none at all.
+
+  A damaged checkpoint (CheckpointDamagedError) is logged with its reason and set aside
+  (`set_aside`), and the next older one is tried, so a resumed run never trains on damaged
+  values and never overwrites or rotates away an intact checkpoint for a damaged one. When every
+  checkpoint is damaged, CheckpointDamagedError names them all. CheckpointMismatchError (another
+  model) stops at once.
+  """
+  damaged = []
+  for step in sorted(manager.all_steps(), reverse=True):
+    try:
+      state = restore(manager, step, target, config)
+    except CheckpointDamagedError as error:
+      aside = set_aside(manager, step)
+      logging.warning('Damaged checkpoint: %s Set aside as %s; trying the one before.', error,
+                      aside)
+      damaged.append(f'{error} (now {os.path.basename(aside)})')
+      continue
+    logging.info('Resuming from the checkpoint at step %d in %s.', step, manager.directory)
+    return state
+  if damaged:
+    raise CheckpointDamagedError(
+        f'Every checkpoint in {manager.directory} is damaged: ' + '; '.join(damaged) +
+        ' Restore the work directory from a copy, or start a new --workdir.')
+  return target
 
 
 def checkpoint_directory(workdir_or_checkpoints: str) -> str:
@@ -215,7 +337,7 @@ def restore_for_inference(workdir: str, step: int | None = None,
   if not os.path.isdir(directory):
     raise NoCheckpointError(f'No checkpoints in {workdir}: the folder does not exist.')
   manager = ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(create=False),
-                                  item_names=(STATE, CONFIG))
+                                  item_names=ITEMS)
   try:
     step = manager.latest_step() if step is None else step
     if step is None:
