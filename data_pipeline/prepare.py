@@ -114,7 +114,8 @@ def _initialize_worker(parent: int) -> None:
 
 def process_video(source: str, folder: str, scene: str, options: clips.ClipOptions,
                   quality: int) -> dict:
-  """One video -> its shard in `folder`; returns its manifest entry. Never raises for bad video."""
+  """One video -> its shard in `folder`; returns its manifest entry. Never raises for bad video;
+  raises OSError for a full disk (no later video could be written either)."""
   log = clips.VideoLog()
   entry = _file_identity(source)
   name = shard_name(source)
@@ -131,6 +132,8 @@ def process_video(source: str, folder: str, scene: str, options: clips.ClipOptio
   except clips.VideoError as error:
     entry.update(status='skipped', reason=error.reason, clips=0)
   except (cv2.error, MemoryError, OSError) as error:
+    if files.is_disk_full(error):
+      raise
     entry.update(status='skipped', reason=f'{type(error).__name__}: {error}'.strip(), clips=0)
   else:
     if count:
@@ -237,7 +240,14 @@ def prepare_videos(inputs: Sequence[str], output: str, scene: str,
                summary.already_done, workers)
   with _progress(jobs, 'video', progress) as bar:
     for job, entry in _run_jobs(process_video, jobs, workers):
-      _record(manifest, folder, job[0], entry, summary)
+      try:
+        _record(manifest, folder, job[0], entry, summary)
+      except OSError as error:
+        if files.is_disk_full(error) and entry.get('shard'):
+          # The manifest could not list this shard: remove it, so the folder holds exactly what
+          # the manifest says (and a rerun redoes it).
+          os.remove(os.path.join(folder, entry['shard']))
+        raise
       bar.update()
       bar.set_postfix(clips=summary.clips_written,
                       clips_per_s=f'{summary.clips_written / (time.time() - start):.1f}')

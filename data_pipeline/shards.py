@@ -15,6 +15,7 @@ creates that file and waits while it exists, so a test can kill the writer exact
 delete the file to let it go on. Unset (always, outside tests), nothing changes.
 """
 
+import errno
 import json
 import os
 import time
@@ -24,6 +25,7 @@ import cv2
 import numpy as np
 import tensorflow as tf
 
+from vgan_io import files
 from vgan_io.files import atomic_path
 
 CLIP_JPEG = 'clip/jpeg'  # bytes: frames [T, S, S, 3] stacked vertically into one [T*S, S, 3] JPEG
@@ -129,14 +131,19 @@ def write_shard(path: str, examples: Iterable[bytes]) -> int:
   """
   count = 0
   pause = os.environ.get(PAUSE_AFTER_PARTIAL)
-  with atomic_path(path, keep_empty=False, keep_extension=False) as temporary:
-    with tf.io.TFRecordWriter(temporary) as writer:
-      for example in examples:
-        writer.write(example)
-        count += 1
-        if pause and count == 1:
-          writer.flush()
-          _pause_for_test(pause)
+  try:
+    with atomic_path(path, keep_empty=False, keep_extension=False) as temporary:
+      with tf.io.TFRecordWriter(temporary) as writer:
+        for example in examples:
+          writer.write(example)
+          count += 1
+          if pause and count == 1:
+            writer.flush()
+            _pause_for_test(pause)
+  except tf.errors.OpError as error:  # TensorFlow's writer raises its own kinds, not OSError
+    if files.is_disk_full(error):
+      raise OSError(errno.ENOSPC, files.NO_SPACE, path) from None
+    raise OSError(f'{path}: cannot be written ({error.message})') from None
   return count
 
 

@@ -18,11 +18,14 @@ import logging as python_logging
 import os
 import re
 import sys
+import traceback
 from typing import Callable
 
 import ml_collections
 from absl import app, flags
 from ml_collections import config_flags
+
+from vgan_io import files
 
 FLAGS = flags.FLAGS
 # Shorthand flags (where an entry point defines them) and the config fields they set.
@@ -134,6 +137,19 @@ def default_workdir(config: ml_collections.ConfigDict, prefix: str = '') -> str:
   return os.path.join('runs', f'{prefix}{config_name()}_{config.data.scene}')
 
 
+class _DropDiskFullTracebacks(python_logging.Filter):
+  """Drops the library records of a full disk: orbax's writer threads and asyncio's unretrieved
+  tasks log a traceback per array (a thousand lines); the command's own error says it once."""
+
+  def filter(self, record: python_logging.LogRecord) -> bool:
+    if record.levelno < python_logging.ERROR:
+      return True
+    text = record.getMessage()
+    if record.exc_info:
+      text += ''.join(traceback.format_exception(*record.exc_info))
+    return not files.is_disk_full(Exception(text))
+
+
 class _DropLibraryInfo(python_logging.Filter):
   """Keeps orbax's INFO lines (several per checkpoint) out of the training log."""
 
@@ -188,11 +204,16 @@ def run(main: Callable[[], None], name: str, hints: dict[type, str] | None = Non
       setup_runtime(persistent_cache=persistent_cache)
     else:
       python_logging.getLogger('absl').addFilter(_DropLibraryInfo())
+    for handler in python_logging.getLogger().handlers:
+      handler.addFilter(_DropDiskFullTracebacks())
     try:
       main()
     except Stopped as error:
       sys.exit(f'{name}: {error}')
     except (ValueError, OSError) as error:  # FileNotFoundError, CheckpointMismatchError too
+      if files.is_disk_full(error):
+        sys.exit(f'{name}: {files.disk_full_message(error)}; free some space and rerun: it '
+                 'goes on from what was saved.')
       hint = next((text for kind, text in (hints or {}).items() if isinstance(error, kind)), '')
       sys.exit(f'{name}: {error}' + (f' {hint}' if hint else ''))
 

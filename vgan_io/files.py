@@ -7,9 +7,11 @@ in data-preparation worker processes too.
 
 import contextlib
 import datetime
+import errno
 import fcntl
 import json
 import os
+import re
 import tempfile
 from typing import Iterator
 
@@ -105,3 +107,36 @@ def exclusive_lock(folder: str, what: str) -> Iterator[None]:
     yield
   finally:
     os.close(handle)  # releases the lock
+
+
+NO_SPACE = 'No space left on device'
+
+
+def is_disk_full(error: BaseException) -> bool:
+  """Whether `error` (Python's, TensorFlow's, orbax's or tensorstore's) is a full disk."""
+  text = str(error)
+  return (getattr(error, 'errno', None) == errno.ENOSPC or NO_SPACE in text or
+          "os_error_code='28'" in text)
+
+
+def disk_full_message(error: BaseException) -> str:
+  """One line for a full disk: 'no space left on device writing PATH (N MiB free there)', or
+  with the detail an OSError(ENOSPC, 'No space left on device: DETAIL', PATH) gives."""
+  path = getattr(error, 'filename', None)
+  detail = (getattr(error, 'strerror', None) or '').partition(NO_SPACE + ': ')[2]
+  if path and detail:
+    return f'no space left on device writing {path}: {detail}'
+  if not path:
+    quoted = re.findall(r'"(/[^"]+)"', str(error)) or re.findall(r"'(/[^']+)'", str(error))
+    path = quoted[-1] if quoted else None
+  if not path:
+    return f'no space left on device ({str(error).splitlines()[0][:200]})'
+  folder = os.path.dirname(path)
+  while folder and not os.path.isdir(folder):
+    folder = os.path.dirname(folder)
+  try:
+    stat = os.statvfs(folder or '/')
+    free = f' ({stat.f_bavail * stat.f_frsize / 2 ** 20:.1f} MiB free there)'
+  except OSError:
+    free = ''
+  return f'no space left on device writing {path}{free}'

@@ -10,6 +10,7 @@ directory, a flipped block) is named instead of silently loading wrong values, a
 resumes from the newest intact checkpoint, setting the damaged one aside.
 """
 
+import errno
 import hashlib
 import os
 import re
@@ -23,6 +24,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
 
+from vgan_io import files
 from vgan_jax import configs, train_state
 
 STATE = 'state'
@@ -119,6 +121,19 @@ def create_best_manager(directory: str, metric: str = 'fvd') -> ocp.CheckpointMa
   return ocp.CheckpointManager(os.path.abspath(directory), options=options, item_names=ITEMS)
 
 
+def check_space(directory: str, state: Any, step: int) -> None:
+  """OSError (ENOSPC, naming `directory`) when its disk has less free space than the state's
+  arrays take uncompressed: refused before orbax starts, whose failure halfway through a save
+  is a traceback per array from its writer threads."""
+  needed = sum(np.asarray(leaf).nbytes if not isinstance(leaf, jax.Array) else leaf.nbytes
+               for leaf in jax.tree.leaves(state)) + 2 ** 20  # and the small metadata files
+  stat = os.statvfs(directory)
+  free = stat.f_bavail * stat.f_frsize
+  if free < needed:
+    raise OSError(errno.ENOSPC, f'{files.NO_SPACE}: the checkpoint of step {step} needs up to '
+                  f'{needed / 2 ** 20:.1f} MiB, {free / 2 ** 20:.1f} MiB free', directory)
+
+
 def save(manager: ocp.CheckpointManager, step: int, state: Any,
          config: ml_collections.ConfigDict, force: bool = False,
          metrics: dict[str, float] | None = None) -> bool:
@@ -131,6 +146,7 @@ def save(manager: ocp.CheckpointManager, step: int, state: Any,
   if bad:
     raise NonFiniteStateError(f'step {step}: {bad} holds NaN or infinite values; not saved (the '
                               f'checkpoints in {manager.directory} are all finite).')
+  check_space(str(manager.directory), state, step)
   return manager.save(step, args=ocp.args.Composite(**{
       STATE: ocp.args.StandardSave(state),
       CONFIG: ocp.args.JsonSave(config.to_dict()),
