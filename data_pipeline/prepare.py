@@ -11,6 +11,7 @@ log line naming it and the reason, recorded in the manifest, and the run goes on
 """
 
 import collections
+import contextlib
 import concurrent.futures
 import ctypes
 import dataclasses
@@ -22,7 +23,7 @@ import re
 import signal
 import sys
 import time
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import cv2
 import numpy as np
@@ -179,16 +180,22 @@ def _run_jobs(function: Callable, jobs: Sequence[tuple], workers: int) -> Iterab
       raise
 
 
-def _start(output: str, scene: str, options: dict) -> tuple[str, dict]:
+@contextlib.contextmanager
+def _started(output: str, scene: str, options: dict) -> Iterator[tuple[str, dict]]:
+  """(the scene folder, its manifest) for the block, holding the folder's lock (a second
+  prepare_data on the same folder is refused at once: it would remove this one's partial files
+  and overwrite its manifest). ValueError for a bad scene name, OSError for an unwritable
+  folder."""
   if not scene or os.sep in scene or scene.startswith('.'):
     raise ValueError(f'The scene name must be a plain folder name such as "beach"; got '
                      f'{scene!r}.')
   folder = os.path.join(output, scene)
   check_writable(folder)
-  removed = files.remove_partial_files(folder)
-  if removed:
-    logging.info('Removed %d partial files a stopped run left in %s.', len(removed), folder)
-  return folder, shards.load_manifest(folder, scene, options)
+  with files.exclusive_lock(folder, 'prepare_data run'):
+    removed = files.remove_partial_files(folder)
+    if removed:
+      logging.info('Removed %d partial files a stopped run left in %s.', len(removed), folder)
+    yield folder, shards.load_manifest(folder, scene, options)
 
 
 def _record(manifest: dict, folder: str, source: str, entry: dict, summary: Summary) -> None:
@@ -223,36 +230,36 @@ def prepare_videos(inputs: Sequence[str], output: str, scene: str,
                    quality: int = 95, progress: bool = True) -> Summary:
   """Videos named by `inputs` (files, folders, globs) -> shards in `<output>/<scene>`."""
   start = time.time()
-  folder, manifest = _start(output, scene, {'source': 'videos', 'quality': quality,
-                                            **options.as_dict()})
-  videos, problems = find_videos(inputs)
-  if not videos:
-    raise ValueError('No video files in ' + '; '.join(f'{path} ({reason})'
-                                                       for path, reason in problems))
-  summary = Summary(folder, inputs=len(videos))
-  for path, reason in problems:
-    _record(manifest, folder, os.path.abspath(path), {'status': 'missing', 'reason': reason},
-            summary)
-  jobs = [(source, folder, scene, options, quality) for source in videos
-          if not _is_done(manifest, folder, source)]
-  summary.already_done = len(videos) - len(jobs)
-  logging.info('%d videos to prepare into %s (%d already done), %d workers.', len(jobs), folder,
-               summary.already_done, workers)
-  with _progress(jobs, 'video', progress) as bar:
-    for job, entry in _run_jobs(process_video, jobs, workers):
-      try:
-        _record(manifest, folder, job[0], entry, summary)
-      except OSError as error:
-        if files.is_disk_full(error) and entry.get('shard'):
-          # The manifest could not list this shard: remove it, so the folder holds exactly what
-          # the manifest says (and a rerun redoes it).
-          os.remove(os.path.join(folder, entry['shard']))
-        raise
-      bar.update()
-      bar.set_postfix(clips=summary.clips_written,
-                      clips_per_s=f'{summary.clips_written / (time.time() - start):.1f}')
-  summary.total_clips, summary.seconds = manifest['clips'], time.time() - start
-  return summary
+  options_record = {'source': 'videos', 'quality': quality, **options.as_dict()}
+  with _started(output, scene, options_record) as (folder, manifest):
+    videos, problems = find_videos(inputs)
+    if not videos:
+      raise ValueError('No video files in ' + '; '.join(f'{path} ({reason})'
+                                                         for path, reason in problems))
+    summary = Summary(folder, inputs=len(videos))
+    for path, reason in problems:
+      _record(manifest, folder, os.path.abspath(path), {'status': 'missing', 'reason': reason},
+              summary)
+    jobs = [(source, folder, scene, options, quality) for source in videos
+            if not _is_done(manifest, folder, source)]
+    summary.already_done = len(videos) - len(jobs)
+    logging.info('%d videos to prepare into %s (%d already done), %d workers.', len(jobs), folder,
+                 summary.already_done, workers)
+    with _progress(jobs, 'video', progress) as bar:
+      for job, entry in _run_jobs(process_video, jobs, workers):
+        try:
+          _record(manifest, folder, job[0], entry, summary)
+        except OSError as error:
+          if files.is_disk_full(error) and entry.get('shard'):
+            # The manifest could not list this shard: remove it, so the folder holds exactly
+            # what the manifest says (and a rerun redoes it).
+            os.remove(os.path.join(folder, entry['shard']))
+          raise
+        bar.update()
+        bar.set_postfix(clips=summary.clips_written,
+                        clips_per_s=f'{summary.clips_written / (time.time() - start):.1f}')
+    summary.total_clips, summary.seconds = manifest['clips'], time.time() - start
+    return summary
 
 
 def read_strip_list(list_file: str) -> list[tuple[str, int]]:
@@ -305,27 +312,27 @@ def prepare_released(list_file: str, root: str, output: str, scene: str, workers
   """The authors' released clips (`list_file` lines relative to `root`) -> shards."""
   start = time.time()
   entries = read_strip_list(list_file)
-  folder, manifest = _start(output, scene, {
+  with _started(output, scene, {
       'source': 'released', 'list': os.path.abspath(list_file), 'root': os.path.abspath(root),
-      'clips_per_shard': clips_per_shard})
-  chunks = [entries[i:i + clips_per_shard] for i in range(0, len(entries), clips_per_shard)]
-  stem = os.path.splitext(os.path.basename(list_file))[0]
-  jobs = []
-  for index, chunk in enumerate(chunks):
-    name = f'{stem}-{index:05d}-of-{len(chunks):05d}{shards.SHARD_SUFFIX}'
-    entry = manifest['inputs'].get(name, {})
-    if entry.get('status') != 'done' or not os.path.exists(os.path.join(folder, name)):
-      jobs.append((chunk, root, os.path.join(folder, name), scene))
-  summary = Summary(folder, inputs=len(chunks), already_done=len(chunks) - len(jobs))
-  with _progress(jobs, 'shard', progress) as bar:
-    for job, entry in _run_jobs(convert_strips, jobs, workers):
-      for relative, reason in entry['skipped_strips'].items():
-        logging.warning('Skipped strip %s: %s', os.path.join(root, relative), reason)
-        summary.rejected[f'strip: {reason}'] += 1
-      _record(manifest, folder, os.path.basename(job[2]), entry, summary)
-      bar.update()
-  summary.total_clips, summary.seconds = manifest['clips'], time.time() - start
-  return summary
+      'clips_per_shard': clips_per_shard}) as (folder, manifest):
+    chunks = [entries[i:i + clips_per_shard] for i in range(0, len(entries), clips_per_shard)]
+    stem = os.path.splitext(os.path.basename(list_file))[0]
+    jobs = []
+    for index, chunk in enumerate(chunks):
+      name = f'{stem}-{index:05d}-of-{len(chunks):05d}{shards.SHARD_SUFFIX}'
+      entry = manifest['inputs'].get(name, {})
+      if entry.get('status') != 'done' or not os.path.exists(os.path.join(folder, name)):
+        jobs.append((chunk, root, os.path.join(folder, name), scene))
+    summary = Summary(folder, inputs=len(chunks), already_done=len(chunks) - len(jobs))
+    with _progress(jobs, 'shard', progress) as bar:
+      for job, entry in _run_jobs(convert_strips, jobs, workers):
+        for relative, reason in entry['skipped_strips'].items():
+          logging.warning('Skipped strip %s: %s', os.path.join(root, relative), reason)
+          summary.rejected[f'strip: {reason}'] += 1
+        _record(manifest, folder, os.path.basename(job[2]), entry, summary)
+        bar.update()
+    summary.total_clips, summary.seconds = manifest['clips'], time.time() - start
+    return summary
 
 
 def render_demo_videos(folder: str, scene: str, count: int = 4, frames: int = 100,

@@ -146,6 +146,8 @@ def test_ctrl_c_stops_with_a_checkpoint_and_the_rerun_resumes(tmp_path):
     ('--config.data.scene=golf', '--scene=train_station contradicts --config.data.scene=golf'),
     ('--config.model.two_stream_impl=fast', "config.model.two_stream_impl='fast': must be one of"),
     ('--config.optimizer.b1=1.0', 'config.optimizer.b1=1.0: Adam needs a learning rate above 0'),
+    ('--workdir=/proc/vgan_run', 'train: /proc/vgan_run: cannot be created or written to (No '
+                                 'such file or directory).'),
 ])
 def test_bad_flags_give_one_clear_error(tmp_path, flag, message):
   result = subprocess.run(_train_command(tmp_path / 'run', flag), cwd=REPO,

@@ -91,9 +91,14 @@ def exclusive_lock(folder: str, what: str) -> Iterator[None]:
   gets FolderInUseError at once, naming the holder's pid and start time. The kernel releases the
   lock when its process ends, however it ends (kill -9 included), so none is ever left stuck.
   `what` names the job in the message ('training run', ...)."""
-  os.makedirs(folder, exist_ok=True)
   path = os.path.join(folder, LOCK)
-  handle = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+  try:
+    os.makedirs(folder, exist_ok=True)
+    handle = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+  except OSError as error:
+    if is_disk_full(error):
+      raise
+    raise OSError(f'{folder}: cannot be created or written to ({error.strerror}).') from None
   try:
     try:
       fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
