@@ -326,3 +326,15 @@ def test_a_second_prepare_data_on_the_same_folder_is_refused_at_once(tmp_path):
   summary = prepare.prepare_videos([str(tmp_path / 'videos')], str(tmp_path / 'data'), 'golf',
                                    OPTIONS, progress=False)
   assert summary.total_clips > 0
+
+
+def test_an_hdr_video_is_kept_with_its_warning_in_the_manifest(tmp_path):
+  (tmp_path / 'videos').mkdir()
+  path = video_files.write_timed_video(tmp_path / 'videos' / 'hlg.mp4', [i / 25 for i in range(20)],
+                                       size=64, color_trc=18, color_primaries=9)
+  prepare.prepare_videos([path], str(tmp_path / 'data'), 'golf',
+                         clips.ClipOptions(frames=16, size=32, stride=16, stabilize=False),
+                         progress=False)
+  entry = _manifest(tmp_path / 'data', 'golf')['inputs'][path]
+  assert entry['status'] == 'done' and entry['clips'] == 1
+  assert [warning[:10] for warning in entry['warnings']] == ['HDR video ']
