@@ -46,12 +46,15 @@ def find_shards(data_dir: str | None, scene: str) -> list[str]:
 
 
 def synthetic_dataset(scene: str, frames: int, size: int, seed: int = 0, start_index: int = 0,
-                      process_index: int = 0, process_count: int = 1,
-                      num_clips: int = 0) -> tf.data.Dataset:
+                      process_index: int = 0, process_count: int = 1, num_clips: int = 0,
+                      block: int = 1) -> tf.data.Dataset:
   """Endless procedural clips {'video': uint8 [frames, size, size, 3]} of a built-in scene.
 
-  Global clip numbers start at `start_index`; host p of P takes every P-th, so the hosts together
-  read each clip once. `num_clips` > 0 cycles over the first `num_clips` clips instead.
+  Global clip numbers start at `start_index`, in blocks of `block`: host p of P takes the p-th
+  block of every P, so the hosts together read each clip once, and with `block` = the host's
+  batch, host p's batch is the p-th slice of the global batch one host would read (the same
+  clips on the same devices, however many processes). `num_clips` > 0 cycles over the first
+  `num_clips` clips instead.
   """
   synthetic.check_scene(scene)
 
@@ -64,7 +67,11 @@ def synthetic_dataset(scene: str, frames: int, size: int, seed: int = 0, start_i
     video = tf.numpy_function(render, [index], tf.uint8, stateful=False)
     return {'video': tf.ensure_shape(video, (frames, size, size, 3))}
 
-  indices = tf.data.Dataset.range(start_index + process_index, _ENDLESS, process_count)
+  def global_index(k):
+    return (start_index + (k // block) * block * process_count + process_index * block +
+            k % block)
+
+  indices = tf.data.Dataset.range(_ENDLESS).map(global_index)
   return indices.map(clip, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
 
@@ -204,7 +211,7 @@ def train_batches(scene: str, data_dir: str | None, *, frames: int, size: int, b
     dataset = synthetic_dataset(scene, frames, size, seed=seed,
                                 start_index=start_step * global_batch_size,
                                 process_index=process_index, process_count=process_count,
-                                num_clips=synthetic_clips)
+                                num_clips=synthetic_clips, block=batch_size)
     source = (f'the built-in synthetic {scene!r} scenes (data_pipeline/synthetic.py): no data '
               'folder was given')
   return as_batches(dataset, batch_size, paths), source

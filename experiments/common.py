@@ -61,6 +61,29 @@ def define_data_flags(scene: bool = True) -> None:
                       'prepared clips, DATA_DIR/SCENE/*.tfrecord (default: the built-in scenes).')
 
 
+def define_distributed_flags() -> Callable[[], None]:
+  """`--multihost` and `--coordinator_address`, `--num_processes`, `--process_id`; returns the
+  function that joins the job those flags describe (nothing without them): call it first."""
+  multihost = flags.DEFINE_bool(
+      'multihost', False, 'Join a multi-process job found from the cluster\'s environment '
+      '(Slurm, Cloud TPU, MPI): run the same command in every process; each reads its own part '
+      'of the data.')
+  address = flags.DEFINE_string('coordinator_address', None, 'HOST:PORT of process 0, for a '
+                                'multi-process job without a cluster JAX detects.')
+  processes = flags.DEFINE_integer('num_processes', None, 'Processes of the job (with '
+                                   '--coordinator_address).')
+  process = flags.DEFINE_integer('process_id', None, 'This process\'s number, 0 to '
+                                 '--num_processes - 1 (with --coordinator_address).')
+
+  def join() -> None:
+    explicit = (address.value, processes.value, process.value)
+    if multihost.value or any(value is not None for value in explicit):
+      from vgan_jax import parallel  # pylint: disable=g-import-not-at-top
+      parallel.initialize_distributed(*explicit)
+
+  return join
+
+
 def _expand_config_name(argv: list[str], name: str) -> list[str]:
   """`--config=NAME` (or `--config NAME`) -> `--config=.../vgan_jax/configs.py:NAME`; a bare word
   that is neither a config name nor a .py file ends the program with one line naming it."""

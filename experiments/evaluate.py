@@ -31,11 +31,13 @@ _CHECKPOINT = flags.DEFINE_string('checkpoint', None, 'Shorthand for '
                                   '--config.classifier.gan_checkpoint: the GAN work directory.')
 _SWEEP = flags.DEFINE_bool('sweep', False, 'Run config.classifier.sweep_fractions for both inits '
                            'and plot Figures 4b and 4c.')
+join_distributed_job = common.define_distributed_flags()
 _OUTPUT_DIR = flags.DEFINE_string('output_dir', None, 'Default: runs/ucf101_CONFIG_INIT_MODE '
                                   '(INIT: sweep with --sweep).')
 
 
 def main():
+  join_distributed_job()
   config = common.config_from_flags()
   settings = config.classifier
   output_dir = _OUTPUT_DIR.value or os.path.join(

@@ -9,24 +9,25 @@ samples and of their foreground, background and mask streams (`samples/`), and o
 (`checkpoints/`) holding the config. Rerunning the same command resumes from the latest
 checkpoint; Ctrl-C (or SIGTERM) stops every host after the same step and saves one. --scene and
 --data_dir are shorthands for --config.data.scene and --config.data.data_dir.
+
+Several processes (hosts, or processes on one machine): the same command in each, with
+--multihost on a cluster JAX detects (Slurm, Cloud TPU, MPI), else
+--coordinator_address=HOST:PORT --num_processes=N --process_id=I.
 """
 
 from absl import flags
 
 from experiments import common, tasks
-from vgan_jax import parallel
 
 _CONFIG = common.define_config_flag('paper')
 common.define_data_flags()
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Where checkpoints, summaries and samples go '
                                '(default: runs/CONFIG_SCENE).')
-_MULTIHOST = flags.DEFINE_bool('multihost', False, 'Call jax.distributed.initialize() first (one '
-                               'process per host; each reads its own part of the data).')
+join_distributed_job = common.define_distributed_flags()
 
 
 def main():
-  if _MULTIHOST.value:
-    parallel.initialize_distributed()
+  join_distributed_job()
   config = common.config_from_flags()
   tasks.train_gan(config, _WORKDIR.value or common.default_workdir(config))
 

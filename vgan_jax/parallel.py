@@ -19,9 +19,30 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 DATA_AXIS = 'data'
 
 
-def initialize_distributed() -> None:
-  """Joins the multi-host job (coordinator and process ids from the cluster's environment)."""
-  jax.distributed.initialize()
+def initialize_distributed(coordinator_address: str | None = None,
+                           num_processes: int | None = None,
+                           process_id: int | None = None) -> None:
+  """Joins a multi-process job; call it before anything else uses JAX.
+
+  With `coordinator_address` ('HOST:PORT' of process 0), `num_processes` and `process_id` given,
+  those; with none, JAX's own detection of Slurm, Cloud TPU and MPI (Open MPI) clusters. On
+  CPUs the processes' collectives run over gloo. ValueError, in one line, when neither is
+  possible (no cluster found and no coordinator given) or the arguments do not fit together.
+  """
+  given = [value is not None for value in (coordinator_address, num_processes, process_id)]
+  if any(given) and not all(given):
+    raise ValueError('give --coordinator_address, --num_processes and --process_id together (or '
+                     'none of them, on a cluster JAX detects: Slurm, Cloud TPU, MPI).')
+  if all(given) and not 0 <= process_id < num_processes:
+    raise ValueError(f'--process_id={process_id}: must be in [0, --num_processes={num_processes}).')
+  jax.config.update('jax_cpu_collectives_implementation', 'gloo')  # CPU-only jobs (tests, CI)
+  try:
+    jax.distributed.initialize(coordinator_address, num_processes, process_id)
+  except ValueError as error:
+    if all(given):
+      raise
+    raise ValueError(f'no cluster found ({error}); outside Slurm, Cloud TPU or MPI give '
+                     '--coordinator_address=HOST:PORT --num_processes=N --process_id=I.') from None
   logging.info('Process %d of %d; %d local and %d global devices.', jax.process_index(),
                jax.process_count(), jax.local_device_count(), jax.device_count())
 
