@@ -23,6 +23,9 @@ from vgan_jax.metrics import fvd, i3d
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The tests' compilation cache (tests/conftest.py), so the command reuses what they compiled.
 CACHE = os.path.join(REPO, '.pytest_cache', 'xla')
+# The tests of the module's compiled I3D run in one xdist worker (`make test` runs pytest with
+# --dist loadgroup), so it is compiled once (about a minute on 2 cores), not in each worker.
+I3D_GROUP = pytest.mark.xdist_group('i3d')
 
 
 def test_resize_is_tf1_resize_bilinear():
@@ -101,6 +104,7 @@ def features():
   return fvd.I3DFeatures(batch_size=8)
 
 
+@I3D_GROUP
 def test_reference_golden_value_and_a_set_against_itself(features):
   """The reference's test: 16 all-black against 16 all-white videos of 15 frames of 64x64 is
   "around 131"; 133.9 with these weights."""
@@ -115,6 +119,7 @@ def test_reference_golden_value_and_a_set_against_itself(features):
   assert abs(same['fvd']) < 1e-3 * result['fvd']  # (the unbiased KVD of a set with itself is not 0)
 
 
+@I3D_GROUP
 def test_fvd_orders_real_blurred_and_noise(features):
   """On clips of a textured, moving scene: another sample of the same scene is closer than its
   blurred copy, which is closer than noise."""
@@ -132,6 +137,7 @@ def test_fvd_orders_real_blurred_and_noise(features):
   assert to_other < to_blurred < to_noise, (to_other, to_blurred, to_noise)
 
 
+@I3D_GROUP
 def test_features_are_data_parallel_over_the_devices(features):
   """The module's I3D splits each batch over the 2 test devices (the golden value above is
   computed that way, so the split gives the reference's numbers); the batch size is rounded up
@@ -167,6 +173,7 @@ def test_sources_stream_in_batches(tmp_path, gan_workdir):
     next(short)
 
 
+@I3D_GROUP
 def test_fewer_than_nine_frames_and_bad_shapes_are_refused(features):
   with pytest.raises(ValueError, match='at least 9 frames per video; got 8'):
     features(np.zeros((2, 8, 32, 32, 3), np.uint8))
