@@ -35,7 +35,7 @@ browser:
 
 # pytest exits 5 when it collected no tests: that is a failure here, not a pass.
 test: install browser
-	$(PY) -m pytest -n 2 --dist loadgroup -q tests; status=$$?; \
+	$(PY) -m pytest -n 2 -q tests; status=$$?; \
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests: failing." >&2; exit 1; fi; \
 	exit $$status
 

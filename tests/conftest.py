@@ -36,3 +36,33 @@ def gan_workdir(tmp_path_factory):
 def test_config():
   """The smallest config: 16 frames of 32x32, width 4, batch 4."""
   return configs.get_config('test')
+
+
+@pytest.fixture
+def lock_holder():
+  """`hold(folder, what)`: another process takes `folder`'s lock (vgan_io.files.exclusive_lock),
+  as a run in progress would, and keeps it; returns its pid. `release()` SIGKILLs it (the lock
+  must go with it); the fixture does so at the end too."""
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  holders = []
+
+  def hold(folder, what):
+    holder = subprocess.Popen([sys.executable, '-c', (
+        'import time; from vgan_io import files\n'
+        f'with files.exclusive_lock({str(folder)!r}, {what!r}):\n'
+        '  print("locked", flush=True); time.sleep(600)')], stdout=subprocess.PIPE, text=True,
+                              cwd=repo, env=dict(os.environ, PYTHONPATH=repo))
+    holders.append(holder)
+    assert holder.stdout.readline() == 'locked\n'
+    return holder.pid
+
+  def release():
+    for holder in holders:
+      holder.kill()
+      holder.wait()
+
+  hold.release = release
+  yield hold
+  release()

@@ -306,23 +306,15 @@ def test_command_line_demo_and_a_bad_flag(tmp_path):
       'folder under --output that `train --scene` reads).')
 
 
-def test_a_second_prepare_data_on_the_same_folder_is_refused_at_once(tmp_path):
+def test_a_second_prepare_data_on_the_same_folder_is_refused_at_once(tmp_path, lock_holder):
   """It would remove the first one's partial files and overwrite its manifest."""
   _good_videos(tmp_path / 'videos', count=1)
-  holder = subprocess.Popen([sys.executable, '-c', (
-      'import time; from vgan_io import files\n'
-      f'with files.exclusive_lock({str(tmp_path / "data" / "golf")!r}, "prepare_data run"):\n'
-      '  print("locked", flush=True); time.sleep(600)')], stdout=subprocess.PIPE, text=True,
-                            cwd=REPO, env=dict(os.environ, PYTHONPATH=REPO))
-  try:
-    assert holder.stdout.readline() == 'locked\n'
-    with pytest.raises(files.FolderInUseError, match=r'data/golf is in use by another '
-                                                     rf'prepare_data run \(pid {holder.pid},'):
-      prepare.prepare_videos([str(tmp_path / 'videos')], str(tmp_path / 'data'), 'golf', OPTIONS,
-                             progress=False)
-  finally:
-    holder.kill()
-    holder.wait()
+  pid = lock_holder(tmp_path / 'data' / 'golf', 'prepare_data run')
+  with pytest.raises(files.FolderInUseError, match=r'data/golf is in use by another '
+                                                   rf'prepare_data run \(pid {pid},'):
+    prepare.prepare_videos([str(tmp_path / 'videos')], str(tmp_path / 'data'), 'golf', OPTIONS,
+                           progress=False)
+  lock_holder.release()
   summary = prepare.prepare_videos([str(tmp_path / 'videos')], str(tmp_path / 'data'), 'golf',
                                    OPTIONS, progress=False)
   assert summary.total_clips > 0

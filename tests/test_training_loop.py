@@ -4,8 +4,6 @@ checkpoints wherever it stops, and every kind of training going through it."""
 import dataclasses
 import os
 import signal
-import subprocess
-import sys
 
 import flax.struct
 import jax
@@ -17,8 +15,6 @@ import pytest
 from experiments import training
 from vgan_io import files
 from vgan_jax import checkpoint, configs, parallel
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_any_device_all_reduces_the_devices_flags():
@@ -215,22 +211,15 @@ def test_optimizer_settings_outside_adams_range_are_refused(test_config, field, 
     configs.validate(test_config)
 
 
-def test_a_second_run_in_the_same_work_directory_is_refused_at_once(test_config, tmp_path):
+def test_a_second_run_in_the_same_work_directory_is_refused_at_once(test_config, tmp_path,
+                                                                    lock_holder):
   """Another process holds the work directory's lock (a run in progress): refused with its pid,
   nothing written. Killed with SIGKILL, it leaves no stuck lock: the run then goes ahead."""
-  holder = subprocess.Popen([sys.executable, '-c', (
-      'import sys, time; from vgan_io import files\n'
-      f'with files.exclusive_lock({str(tmp_path)!r}, "training run"):\n'
-      '  print("locked", flush=True); time.sleep(600)')], stdout=subprocess.PIPE, text=True,
-                            cwd=REPO, env=dict(os.environ, PYTHONPATH=REPO))
-  try:
-    assert holder.stdout.readline() == 'locked\n'
-    with pytest.raises(files.FolderInUseError, match=rf'is in use by another training run \(pid '
-                                                     rf'{holder.pid}, started '):
-      training.train(_counting_task(2), test_config, str(tmp_path), progress=False)
-    assert os.listdir(tmp_path) == [files.LOCK]
-  finally:
-    holder.kill()
-    holder.wait()
+  pid = lock_holder(tmp_path, 'training run')
+  with pytest.raises(files.FolderInUseError, match=rf'is in use by another training run \(pid '
+                                                   rf'{pid}, started '):
+    training.train(_counting_task(2), test_config, str(tmp_path), progress=False)
+  assert os.listdir(tmp_path) == [files.LOCK]
+  lock_holder.release()
   assert int(training.train(_counting_task(2), test_config, str(tmp_path),
                             progress=False).step) == 2
