@@ -61,9 +61,10 @@ def test_discriminator_update_is_adam_on_the_gradient_of_its_loss(test_config):
   real = train_step.normalize_video(jnp.asarray(batch['video']))
   latents = train_step.sample_latents(jax.random.split(state.rng)[1], real.shape[0],
                                       gan.latent_dim)
-  output, _ = gan.generator.apply(
-      {'params': state.generator_params, 'batch_stats': state.generator_batch_stats}, latents,
-      train=True, mutable=['batch_stats'])
+  # Jitted, not eager: op-by-op dispatch of the CPU convolutions took most of this test's time.
+  output, _ = jax.jit(lambda variables, z: gan.generator.apply(
+      variables, z, train=True, mutable=['batch_stats']))(
+          {'params': state.generator_params, 'batch_stats': state.generator_batch_stats}, latents)
 
   discriminate = train_step._discriminate  # pylint: disable=protected-access
 
@@ -72,7 +73,7 @@ def test_discriminator_update_is_adam_on_the_gradient_of_its_loss(test_config):
     fake_logits, _ = discriminate(gan, params, stats, output.video)
     return vgan_losses.discriminator_loss(real_logits, fake_logits)
 
-  value, grads = jax.value_and_grad(loss)(state.discriminator_params)
+  value, grads = jax.jit(jax.value_and_grad(loss))(state.discriminator_params)
   _, want = gan.discriminator_optimizer.update(grads, state.discriminator_opt_state,
                                                state.discriminator_params)
   np.testing.assert_allclose(metrics['discriminator_loss'], value, rtol=1e-5)
