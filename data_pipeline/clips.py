@@ -125,8 +125,17 @@ def is_video_path(path: str) -> bool:
   """A video file by its extension, or an animated GIF, WebP or PNG (opened to tell)."""
   extension = os.path.splitext(path)[1].lower()
   if extension in ANIMATION_EXTENSIONS:
-    return _animation(path) is not None
+    return _is_animated(path)
   return extension in VIDEO_EXTENSIONS
+
+
+def _is_animated(path: str) -> bool:
+  """Whether an image file has more than one frame (reads its header, decodes nothing)."""
+  try:
+    with Image.open(path) as image:
+      return bool(getattr(image, 'is_animated', False))
+  except (OSError, ValueError, EOFError):
+    return False
 
 
 def _animation(path: str) -> tuple[int, float, int, int] | None:

@@ -68,16 +68,19 @@ def find_videos(inputs: Sequence[str]) -> tuple[list[str], list[tuple[str, str]]
   """Video paths (absolute, sorted, unique) named by `inputs`, and (input, reason) problems.
 
   An input is a file (taken whatever its extension, so a mislabelled one gets a clear reason
-  later), a folder (searched recursively for `clips.VIDEO_EXTENSIONS`) or a glob.
+  later), a folder (searched recursively for `clips.is_video_path`: video extensions and
+  animated images) or a glob.
   """
   videos, problems = set(), []
   for pattern in inputs:
     if os.path.isdir(pattern):
-      found = [os.path.join(root, name) for root, _, names in os.walk(pattern)
-               for name in names if clips.is_video_path(name)]
+      found = [path for root, _, names in os.walk(pattern)
+               for path in (os.path.join(root, name) for name in names)
+               if clips.is_video_path(path)]
       if not found:
         problems.append((pattern, 'a folder with no video files '
-                                  f'({", ".join(clips.VIDEO_EXTENSIONS)})'))
+                                  f'({", ".join(clips.VIDEO_EXTENSIONS)}, or animated '
+                                  f'{", ".join(clips.ANIMATION_EXTENSIONS)})'))
     elif os.path.isfile(pattern):
       found = [pattern]
     else:

@@ -126,12 +126,17 @@ def test_corrupt_shard_fails_naming_the_file(tmp_path):
   batches.close()
 
 
-def test_shard_batches_are_deterministic_given_a_seed(tmp_path):
-  (tmp_path / 'golf').mkdir()
+def _three_golf_shards(root):
+  """root/golf/clips-{0,1,2}.tfrecord, 4 clips of 4 frames of 16x16 each (12 distinct clips)."""
+  (root / 'golf').mkdir()
   for shard in range(3):
-    _write_shard(tmp_path / 'golf' / f'clips-{shard}.tfrecord',
+    _write_shard(root / 'golf' / f'clips-{shard}.tfrecord',
                  [synthetic.render_clip('golf', 4 * shard + i, frames=4, size=16)
                   for i in range(4)])
+
+
+def test_shard_batches_are_deterministic_given_a_seed(tmp_path):
+  _three_golf_shards(tmp_path)
 
   def first_batches(seed):
     batches, _ = input_pipeline.train_batches('golf', str(tmp_path), frames=4, size=16,
@@ -145,11 +150,7 @@ def test_shard_batches_are_deterministic_given_a_seed(tmp_path):
 def test_a_resumed_shard_run_does_not_replay_the_clips_of_its_first_steps(tmp_path):
   """Shards are reshuffled with a seed that includes the step resumed at: a run restarted at
   step 3 gets another order of clips, not again the batches the run began with."""
-  (tmp_path / 'golf').mkdir()
-  for shard in range(3):
-    _write_shard(tmp_path / 'golf' / f'clips-{shard}.tfrecord',
-                 [synthetic.render_clip('golf', 4 * shard + i, frames=4, size=16)
-                  for i in range(4)])
+  _three_golf_shards(tmp_path)
 
   def first_batches(start_step):
     batches, _ = input_pipeline.train_batches('golf', str(tmp_path), frames=4, size=16,

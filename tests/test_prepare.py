@@ -330,3 +330,15 @@ def test_an_hdr_video_is_kept_with_its_warning_in_the_manifest(tmp_path):
   entry = _manifest(tmp_path / 'data', 'golf')['inputs'][path]
   assert entry['status'] == 'done' and entry['clips'] == 1
   assert [warning[:10] for warning in entry['warnings']] == ['HDR video ']
+
+
+def test_a_folder_scan_finds_animated_images_and_leaves_still_ones(tmp_path):
+  """The scan passes each file's full path: an animated GIF (decided by opening it) is a video,
+  a still GIF and a JPEG are not."""
+  video_files.write_animation(tmp_path / 'nested' / 'loop.gif', count=40, delay_ms=40)
+  video_files.write_animation(tmp_path / 'still.gif', count=1)
+  video_files.write_test_video(tmp_path / 'clip.avi')
+  (tmp_path / 'photo.jpg').write_bytes(b'not even an image')
+  videos, problems = prepare.find_videos([str(tmp_path)])
+  assert [os.path.relpath(path, tmp_path) for path in videos] == ['clip.avi', 'nested/loop.gif']
+  assert not problems

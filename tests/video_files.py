@@ -112,6 +112,7 @@ def rotate_mp4(path, degrees):
 
 def write_animation(path, count=40, delay_ms=40, size=(32, 48)):
   """An animated GIF/WebP/PNG (by the extension) whose frame i is a flat grey of 6 * i."""
+  os.makedirs(os.path.dirname(str(path)), exist_ok=True)
   frames = [Image.fromarray(np.full((*size, 3), 6 * i, np.uint8)) for i in range(count)]
   frames[0].save(str(path), save_all=True, append_images=frames[1:], duration=delay_ms, loop=0)
   return str(path)
