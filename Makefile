@@ -7,7 +7,7 @@ comma := ,
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 
-.PHONY: install browser train test bench clean
+.PHONY: install browser train test bench notebooks notebook-files clean
 
 install: $(STAMP)
 
@@ -38,6 +38,15 @@ test: install browser
 	$(PY) -m pytest -n 2 -q tests; status=$$?; \
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests: failing." >&2; exit 1; fi; \
 	exit $$status
+
+# Jupyter Lab on the notebooks, on 127.0.0.1 only; jupytext saves each .ipynb and its .py twin.
+notebooks:
+	$(MAKE) install EXTRAS=test,notebook,lab
+	$(VENV)/bin/jupyter lab --ip=127.0.0.1 --notebook-dir=notebooks
+
+# Each notebook written again from its text twin (NAME.py -> NAME.ipynb, without outputs).
+notebook-files: install
+	cd notebooks && ../$(VENV)/bin/jupytext --to ipynb *.py
 
 bench: install
 	$(PY) -m experiments.benchmark
