@@ -214,7 +214,6 @@ def video_path(seed: int, scene: str, system: str, index: int) -> str:
   SHA-256 of the seed, scene, system and index (names that tell raters nothing)."""
   digest = hashlib.sha256(f'{seed}/{scene}/{system}/{index}'.encode()).hexdigest()[:20]
   return f'{VIDEO_DIR}/{digest}.mp4'
-  return f'{VIDEO_DIR}/{scene}-{system}-{index:03d}.mp4'
 
 
 def plan_trials(scenes: list[str], pairs: list[tuple[str, str]],

@@ -282,11 +282,11 @@ def csv_text(analysis: dict) -> str:
 def plot(analysis: dict, path: str) -> None:
   """table1.png: per set of raters, each row's % per column with its Wilson interval (50%
   dashed), and the Bradley-Terry scores with their bootstrap intervals."""
-  import matplotlib  # pylint: disable=g-import-not-at-top (only the figure needs it)
-  matplotlib.use('Agg')
-  from matplotlib import pyplot  # pylint: disable=g-import-not-at-top
+  # A Figure of its own, not pyplot's: no global backend switch (a notebook's inline one stays).
+  from matplotlib import figure as matplotlib_figure  # pylint: disable=g-import-not-at-top
   rows = analysis['tables'][ATTENTIVE]
-  figure, axes = pyplot.subplots(1, 3, figsize=(15, 1.5 + 0.6 * max(len(rows), 3)))
+  figure = matplotlib_figure.Figure(figsize=(15, 1.5 + 0.6 * max(len(rows), 3)))
+  axes = figure.subplots(1, 3)
   count = len(analysis['columns'])
   offsets = np.linspace(-0.25, 0.25, count) if count > 1 else [0.0]
   for axis, name in zip(axes[:2], (ATTENTIVE, ALL)):
@@ -322,7 +322,6 @@ def plot(analysis: dict, path: str) -> None:
   figure.tight_layout()
   with files.atomic_path(path) as temporary:
     figure.savefig(temporary, dpi=100)
-  pyplot.close(figure)
 
 
 def write_outputs(analysis: dict, folder: str) -> list[str]:

@@ -36,7 +36,9 @@
 # ## Install
 # On Colab this installs the project from its repository, with the JAX build for the runtime's
 # accelerator (GPU: CUDA 12, TPU: libtpu, else CPU). Elsewhere it uses the checkout this notebook
-# lies in (installing it into this kernel's Python if it is not importable yet).
+# lies in (installing it into this kernel's Python if it is not importable yet). If pip replaced
+# a package Colab had already loaded, Colab offers to restart the session: accept, and run the
+# notebook again from the top.
 
 # %%
 import importlib.util
@@ -55,7 +57,8 @@ def pip_install(*requirements):
 
 
 if IN_COLAB:
-  if os.environ.get('COLAB_TPU_ADDR') or os.path.exists('/dev/accel0'):
+  if any(os.environ.get(name) for name in ('TPU_ACCELERATOR_TYPE', 'COLAB_TPU_ADDR')) or (
+      os.path.exists('/dev/accel0')):
     jax_build = 'jax[tpu]'
   elif shutil.which('nvidia-smi'):
     jax_build = 'jax[cuda12]'

@@ -91,6 +91,22 @@ def test_readme_links_each_notebook_to_colab_on_the_installed_repository():
     assert link in readme, f'README: no "Open in Colab" link {link}'
 
 
+def _install_cell(name: str) -> str:
+  cells = jupytext.read(_paths(name)[0]).cells
+  heading = next(i for i, cell in enumerate(cells)
+                 if cell.cell_type == 'markdown' and cell.source.startswith('## Install'))
+  return cells[heading + 1].source
+
+
+def test_install_cells_are_one_cell():
+  """Each notebook installs itself on Colab before it can import the project, so the install cell
+  is written out in each: the same cell everywhere, so a fix reaches them all."""
+  cells = {name: _install_cell(name) for name in NAMES}
+  assert 'google.colab' in cells['quickstart'] and 'jax[cuda12]' in cells['quickstart']
+  differing = [name for name, cell in cells.items() if cell != cells['quickstart']]
+  assert not differing, f'install cells differing from quickstart\'s: {differing}'
+
+
 def _shown(notebook) -> dict[str, str]:
   """Everything the executed notebook showed, by kind: text (streams and plain results), html,
   png (one 'png' per image)."""
