@@ -24,8 +24,8 @@
 # ships with matplotlib), plays the prediction with its streams, and draws Figure 6: the image
 # regions that most excite hidden units of the encoder.
 #
-# **Time.** The `tiny` config for 1,000 steps: about 12 minutes on a 2-core CPU (Colab's CPU
-# runtime); GPU and TPU runtimes: not measured yet. CI runs it in a small mode
+# **Time.** The `tiny` config for 1,000 steps: about 9 minutes on a 2-core CPU like Colab's CPU
+# runtime (2 steps/s measured); GPU and TPU runtimes: not measured yet. CI runs it in a small mode
 # (`VGAN_JAX_NOTEBOOK_SMALL=1`: the `test` config, a few steps) in about a minute.
 #
 # **For your data** change the *Settings* cell: `PHOTOS` (files or a folder of your images) or

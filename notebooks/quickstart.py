@@ -23,9 +23,8 @@
 # playing inline, the streams side by side as in the paper's Figure 3, a walk through the latent
 # space, the training curves and TensorBoard. Run it again after a restart and it resumes.
 #
-# **Time.** The `tiny` config (16 frames of 32x32, width 16, batch 16) for 1,000 steps: about 10
-# minutes on a 2-core CPU (Colab's CPU runtime has 2). On a GPU or TPU runtime it is faster; not
-# measured yet. CI runs this notebook in a small mode (`VGAN_JAX_NOTEBOOK_SMALL=1`: the `test`
+# **Time.** The `tiny` config (16 frames of 32x32, width 16, batch 16) for 1,000 steps: about 9
+# minutes on a 2-core CPU (Colab's CPU runtime has 2). GPU and TPU runtimes: not measured yet. CI runs this notebook in a small mode (`VGAN_JAX_NOTEBOOK_SMALL=1`: the `test`
 # config, a few steps) in about a minute.
 #
 # **Your own settings** are in the *Settings* cell: the scene, the number of steps, the config

@@ -24,8 +24,8 @@
 # stabilized clips next to their raw frames, train on them and generate.
 #
 # **Time.** With no videos of yours it renders 4 shaky videos of a built-in scene (100 frames of
-# 160x160 each): preparing them takes under a minute, training the `tiny` config for 1,000 steps
-# about 10 minutes on a 2-core CPU (Colab's CPU runtime). GPU and TPU runtimes: not measured yet.
+# 160x160 each): preparing them took 20 s here, training the `tiny` config for 1,000 steps
+# about 9 minutes on a 2-core CPU (Colab's CPU runtime). GPU and TPU runtimes: not measured yet.
 # CI runs it in a small mode (`VGAN_JAX_NOTEBOOK_SMALL=1`: 2 short videos, the `test` config, a
 # few steps) in about a minute.
 #
