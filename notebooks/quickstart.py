@@ -24,8 +24,9 @@
 # space, the training curves and TensorBoard. Run it again after a restart and it resumes.
 #
 # **Time.** The `tiny` config (16 frames of 32x32, width 16, batch 16) for 1,000 steps: about 9
-# minutes on a 2-core CPU (Colab's CPU runtime has 2). GPU and TPU runtimes: not measured yet. CI runs this notebook in a small mode (`VGAN_JAX_NOTEBOOK_SMALL=1`: the `test`
-# config, a few steps) in about a minute.
+# minutes on a 2-core CPU (Colab's CPU runtime has 2). GPU and TPU runtimes: not measured yet.
+# CI runs this notebook in a small mode (`VGAN_JAX_NOTEBOOK_SMALL=1`: the `test` config, a few
+# steps) in about a minute.
 #
 # **Your own settings** are in the *Settings* cell: the scene, the number of steps, the config
 # (`paper` is the paper's 32x64x64 model, for a GPU), and `DATA_DIR` for clips prepared from your
