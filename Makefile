@@ -42,7 +42,7 @@ test: install browser
 # Jupyter Lab on the notebooks, on 127.0.0.1 only; jupytext saves each .ipynb and its .py twin.
 notebooks:
 	$(MAKE) install EXTRAS=test,notebook,lab
-	$(VENV)/bin/jupyter lab --ip=127.0.0.1 --notebook-dir=notebooks
+	$(VENV)/bin/jupyter lab --ip=127.0.0.1 --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root)
 
 # Each notebook written again from its text twin (NAME.py -> NAME.ipynb, without outputs).
 notebook-files: install
