@@ -22,7 +22,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from data_pipeline import synthetic
+from data_pipeline import shards, synthetic
 from data_pipeline.shards import CLIP_JPEG
 
 SHARD_GLOBS = ('*.tfrecord', '*.tfrecord-*', '*.tfrecords')
@@ -228,10 +228,19 @@ def scenes_in(data_dir: str) -> dict[str, int]:
 
 def check_source(scene: str, data_dir: str | None) -> None:
   """Raises ValueError, naming the folder and what it holds, when a `data_dir` is given and has
-  no shards of `scene` (the synthetic scenes stand in only when no data folder is given), or when
-  none is given and `scene` is no built-in scene: checked before training touches its work
-  directory."""
+  no shards of `scene` (the synthetic scenes stand in only when no data folder is given) or holds
+  the unmerged parts of a split prepare_data run (`prepare.Part`: its shards are not all the
+  data yet), or when none is given and `scene` is no built-in scene: checked before training
+  touches its work directory."""
   if data_dir:
+    folder = os.path.join(data_dir, scene)
+    parts = shards.part_manifests(folder)
+    if parts:  # its shards are some of the data, not all: training would read them as if all
+      raise ValueError(
+          f'{folder} holds the parts of a split prepare_data run, not merged yet ('
+          f'{len(parts)} part manifests such as {next(iter(parts))}): when every part has '
+          f'finished, merge them with `python -m experiments.prepare_data --merge '
+          f'--output={data_dir} --scene={scene}`, then train.')
     if find_shards(data_dir, scene):
       return
     if not os.path.isdir(data_dir):

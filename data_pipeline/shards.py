@@ -8,6 +8,8 @@ Every file appears whole or not at all: it is written under a temporary name sta
 (which the shard globs do not match) and renamed when complete, so a killed run never leaves a
 shard that looks finished. `manifest.json` in each output folder lists the shards, their clip
 counts and every input that was skipped, with its reason; a rerun reads it to skip what is done.
+Part I of K of a run split across machines writes `manifest.part-I-of-K.json` (`PART_MANIFEST`)
+instead, until a merge combines the parts into `manifest.json` (`prepare.merge_parts`).
 
 For tests only: with the environment variable `VGAN_JAX_TEST_PAUSE_AFTER_PARTIAL` set to a file
 path, `write_shard` stops after the first clip of each shard (written, under its temporary name),
@@ -18,6 +20,7 @@ delete the file to let it go on. Unset (always, outside tests), nothing changes.
 import errno
 import json
 import os
+import re
 import time
 from typing import Iterable, Iterator
 
@@ -31,6 +34,9 @@ from vgan_io.files import atomic_path
 CLIP_JPEG = 'clip/jpeg'  # bytes: frames [T, S, S, 3] stacked vertically into one [T*S, S, 3] JPEG
 SHARD_SUFFIX = '.tfrecord'
 MANIFEST = 'manifest.json'
+# Part I of K of a prepare run split across machines writes its own manifest until they are merged.
+PART_MANIFEST = 'manifest.part-{index:05d}-of-{count:05d}.json'
+_PART_MANIFEST = re.compile(r'manifest\.part-(\d+)-of-(\d+)\.json')
 MANIFEST_VERSION = 1
 _STATS_PREFIX = 'clip/stabilization/'
 PAUSE_AFTER_PARTIAL = 'VGAN_JAX_TEST_PAUSE_AFTER_PARTIAL'  # a test hook: see the module docstring
@@ -161,9 +167,20 @@ def new_manifest(scene: str, options: dict) -> dict:
           'shards': {}, 'clips': 0}
 
 
-def load_manifest(folder: str, scene: str, options: dict) -> dict:
-  """The folder's manifest, or a new one; ValueError if it was made with other options."""
-  path = os.path.join(folder, MANIFEST)
+def part_manifests(folder: str) -> dict[str, tuple[int, int]]:
+  """The part manifests in `folder` (of split prepare runs not merged yet): {file name: (part
+  index, number of parts)}, sorted by number of parts, then index."""
+  if not os.path.isdir(folder):
+    return {}
+  found = {name: (int(match[1]), int(match[2])) for name in os.listdir(folder)
+           if (match := _PART_MANIFEST.fullmatch(name))}
+  return dict(sorted(found.items(), key=lambda item: item[1][::-1]))
+
+
+def load_manifest(folder: str, scene: str, options: dict, name: str = MANIFEST) -> dict:
+  """The folder's manifest (or its part manifest `name`), or a new one; ValueError if it was made
+  with other options."""
+  path = os.path.join(folder, name)
   if not os.path.exists(path):
     return new_manifest(scene, options)
   try:
@@ -174,12 +191,23 @@ def load_manifest(folder: str, scene: str, options: dict) -> dict:
     raise ValueError(f'{path} is not a manifest this project wrote ({error}); move it away or '
                      'use another --output.') from None
   if stored != json.loads(json.dumps(options)):
-    differences = ', '.join(f'{key}: manifest {stored.get(key)!r}, now {value!r}'
-                            for key, value in sorted(json.loads(json.dumps(options)).items())
-                            if stored.get(key) != value)
+    differences = option_differences(stored, options)
+    if name != MANIFEST:
+      raise ValueError(f'{path}, a part of a split run, was prepared with other options '
+                       f'({differences}); give every part of a split the same options, or remove '
+                       'that part.')
     raise ValueError(f'{folder} was prepared with other options ({differences}); use another '
                      'output folder, or the same options to add to it.')
   return manifest
+
+
+def option_differences(stored: dict, options: dict, labels: tuple[str, str] = ('manifest', 'now')
+                       ) -> str:
+  """'frames: manifest 16, now 8, ...': the options (as JSON has them) in which two differ."""
+  options = json.loads(json.dumps(options))
+  return ', '.join(f'{key}: {labels[0]} {stored.get(key)!r}, {labels[1]} {options.get(key)!r}'
+                   for key in sorted(set(stored) | set(options))
+                   if stored.get(key) != options.get(key))
 
 
 def record_input(manifest: dict, source: str, entry: dict) -> None:

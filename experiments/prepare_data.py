@@ -4,11 +4,16 @@
   python -m experiments.prepare_data --input=~/videos/beach --scene=beach --output=data
   python -m experiments.prepare_data --input='clips/*.mp4' --scene=golf --workers=8
   python -m experiments.prepare_data --from_list=golf.txt --root=frames-stable-many --scene=golf
+  python -m experiments.prepare_data --input=clips --scene=golf --num_shards=16 --shard_index=3
+  python -m experiments.prepare_data --merge --scene=golf         # when all 16 parts are done
 
 then `python -m experiments.train --data_dir=data --scene=beach`. With no --input it renders the
 built-in scene (--scene, default beach) as shaky videos in OUTPUT/demo_videos/SCENE and prepares
 those. Rerunning the same command skips the videos already done; an input that cannot be used is
 skipped with one line naming it and the reason, and listed in OUTPUT/SCENE/manifest.json.
+Split across machines, each of --num_shards processes (--shard_index 0 to K-1) takes its own
+share of the inputs and writes its own part manifest; --merge combines them (data_pipeline/
+prepare.py `Part`).
 """
 
 import os
@@ -51,6 +56,13 @@ _CLIPS_PER_SHARD = flags.DEFINE_integer('clips_per_shard', prepare.CLIPS_PER_REL
                                         'Released strips per shard (with --from_list).')
 _DEMO_VIDEOS = flags.DEFINE_integer('demo_videos', 4, 'Videos to render with no --input.')
 _PROGRESS = flags.DEFINE_bool('progress', True, 'Show a progress bar.')
+_NUM_SHARDS = flags.DEFINE_integer('num_shards', 1, 'Split the inputs into this many parts, one '
+                                   'per machine or array task (parts, not output shard files: '
+                                   'each video still makes one shard); then --merge.')
+_SHARD_INDEX = flags.DEFINE_integer('shard_index', 0, 'The part this process takes, 0 to '
+                                    '--num_shards - 1 (e.g. $SLURM_ARRAY_TASK_ID).')
+_MERGE = flags.DEFINE_bool('merge', False, 'Combine the finished parts of a split run in '
+                           'OUTPUT/SCENE into its manifest.json (an unsplit run there does too).')
 
 
 def clip_options() -> clips.ClipOptions:
@@ -71,6 +83,14 @@ def run() -> prepare.Summary:
     raise ValueError('Give --input (videos) or --from_list (released strips), not both.')
   if not 1 <= _QUALITY.value <= 100 or _WORKERS.value < 1 or _CLIPS_PER_SHARD.value < 1:
     raise ValueError('--quality must be 1-100, --workers and --clips_per_shard at least 1.')
+  if _MERGE.value:
+    given = [f'--{name}' for name in ('input', 'from_list', 'num_shards', 'shard_index')
+             if flags.FLAGS[name].present]
+    if given:
+      raise ValueError(f'--merge combines the parts already in OUTPUT/SCENE: give it --output and '
+                       f'--scene only, not {", ".join(given)}.')
+    return prepare.merge_parts(_OUTPUT.value, _SCENE.value or 'beach')
+  part = prepare.Part(_SHARD_INDEX.value, _NUM_SHARDS.value)  # ValueError for bad values
   if (_INPUT.value or _FROM_LIST.value) and not _SCENE.value:
     raise ValueError('--scene is required with --input or --from_list: it names the data (the '
                      'folder under --output that `train --scene` reads).')
@@ -78,7 +98,7 @@ def run() -> prepare.Summary:
     root = _ROOT.value or os.path.dirname(os.path.abspath(_FROM_LIST.value))
     return prepare.prepare_released(_FROM_LIST.value, root, _OUTPUT.value, _SCENE.value,
                                      workers=_WORKERS.value, clips_per_shard=_CLIPS_PER_SHARD.value,
-                                     progress=_PROGRESS.value)
+                                     progress=_PROGRESS.value, part=part)
   options = clip_options()
   inputs = _INPUT.value
   if not inputs:
@@ -89,7 +109,7 @@ def run() -> prepare.Summary:
     inputs = prepare.render_demo_videos(demo_folder, scene, count=_DEMO_VIDEOS.value)
   return prepare.prepare_videos(inputs, _OUTPUT.value, _SCENE.value or 'beach', options,
                                 workers=_WORKERS.value, quality=_QUALITY.value,
-                                progress=_PROGRESS.value)
+                                progress=_PROGRESS.value, part=part)
 
 
 def main():

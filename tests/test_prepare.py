@@ -342,3 +342,212 @@ def test_a_folder_scan_finds_animated_images_and_leaves_still_ones(tmp_path):
   videos, problems = prepare.find_videos([str(tmp_path)])
   assert [os.path.relpath(path, tmp_path) for path in videos] == ['clip.avi', 'nested/loop.gif']
   assert not problems
+
+
+# A split run (prepare.Part: --num_shards=K --shard_index=I), tiny unstabilized videos.
+SPLIT_OPTIONS = clips.ClipOptions(frames=8, size=32, stride=8, stabilize=False)
+
+
+def _videos_in_every_part(folder, count, per_part=1):
+  """Small videos (2 clips each) named so that each of `count` parts takes `per_part` of them: the
+  assignment hashes the absolute path, which pytest's tmp_path changes from run to run."""
+  os.makedirs(folder, exist_ok=True)
+  chosen, index = {part: [] for part in range(count)}, 0
+  while any(len(paths) < per_part for paths in chosen.values()):
+    path = os.path.join(str(folder), f'v{index}.avi')
+    index += 1
+    paths = chosen[prepare.part_of(prepare.shard_name(path), count)]
+    if len(paths) < per_part:
+      paths.append(video_files.write_test_video(path, frames=20, height=32, width=32))
+  return chosen
+
+
+def _folder_bytes(folder):
+  """{name: bytes} of every file in `folder`, hidden ones (the lock) included."""
+  return {name: (folder / name).read_bytes() for name in sorted(os.listdir(folder))}
+
+
+def _split(inputs, output, count, order=None, **kwargs):
+  return [prepare.prepare_videos(inputs, str(output), 'golf', SPLIT_OPTIONS, progress=False,
+                                 part=prepare.Part(index, count), **kwargs)
+          for index in (order or range(count))]
+
+
+def test_part_assignment_is_a_stable_hash_of_the_shard_name():
+  # SHA-1 of the name: the same on every machine and in every Python (no salted hash()).
+  assert [prepare.part_of(f'clip-{i}.tfrecord', 16) for i in range(6)] == [1, 2, 2, 1, 7, 4]
+  assert prepare.shard_name('/data/videos/a b.mp4') == 'a_b-f9b7b2952d.tfrecord'
+  with pytest.raises(ValueError, match=r'^--num_shards \(the number of parts .*got 0\.$'):
+    prepare.Part(0, 0)
+  for index in (-1, 3):
+    with pytest.raises(ValueError, match=rf'^--shard_index must be in \[0, 3\) for '
+                                         rf'--num_shards=3 \(the part .*\); got {index}\.$'):
+      prepare.Part(index, 3)
+
+
+def test_a_split_run_merged_is_byte_identical_to_one_run(tmp_path):
+  """3 parts, run in any order, each leaving the others' partial files alone, merged: every file
+  of the folder (shards, manifest.json, the lock) has the same name and bytes as after one
+  unsplit run over all inputs; so has a folder whose parts an unsplit run absorbed."""
+  videos = tmp_path / 'videos'
+  chosen = _videos_in_every_part(videos, 3)
+  (videos / 'notes.mp4').write_text('not a video\n' * 10)
+  inputs = [str(videos), str(tmp_path / 'nowhere' / '*.mp4')]
+  one = prepare.prepare_videos(inputs, str(tmp_path / 'one'), 'golf', SPLIT_OPTIONS,
+                               progress=False)
+  assert one.total_clips == 6 and sum(one.skipped.values()) == 2
+  expected = _folder_bytes(tmp_path / 'one' / 'golf')
+
+  folder = tmp_path / 'split' / 'golf'
+  (first,) = _split(inputs, tmp_path / 'split', 3, order=[2])
+  assert first.part == prepare.Part(2, 3) and 'Part 2 of 3' in first.lines()[0]
+  assert '--merge --output=' in first.lines()[1]
+  # What killed runs of parts 0 and 1 would leave; part 1 clears only its own.
+  stale = {part: f'.{prepare.shard_name(chosen[part][0])}.abcd1234{files.PARTIAL}'
+           for part in (0, 1)}
+  for name in stale.values():
+    (folder / name).write_bytes(b'half a shard')
+  _split(inputs, tmp_path / 'split', 3, order=[1])
+  assert (folder / stale[0]).exists() and not (folder / stale[1]).exists()
+  with pytest.raises(ValueError, match=r'holds the parts of a split prepare_data run, not merged '
+                                       r'yet \(2 part manifests .*--merge --output='):
+    input_pipeline.check_source('golf', str(tmp_path / 'split'))
+  with pytest.raises(ValueError, match=r'Cannot merge the 3 parts in .*golf yet: part 0 has not '
+                                       r'run: run them \(the same command with --shard_index=N'):
+    prepare.merge_parts(str(tmp_path / 'split'), 'golf')
+  (last,) = _split(inputs, tmp_path / 'split', 3, order=[0])
+  assert not (folder / stale[0]).exists()
+  part_file = folder / prepare.Part(0, 3).manifest
+  before = part_file.read_bytes()
+  (again,) = _split(inputs, tmp_path / 'split', 3, order=[0])  # a rerun of a finished part
+  assert again.already_done == again.inputs == last.inputs and again.clips_written == 0
+  assert part_file.read_bytes() == before
+
+  merged = prepare.merge_parts(str(tmp_path / 'split'), 'golf')
+  assert merged.lines()[0].startswith('Merged 3 parts into ')
+  assert merged.total_clips == 6 and merged.skipped == one.skipped
+  assert _folder_bytes(folder) == expected  # names and bytes of every file, manifest included
+  input_pipeline.check_source('golf', str(tmp_path / 'split'))
+  assert prepare.merge_parts(str(tmp_path / 'split'), 'golf').lines()[0].startswith(
+      'Nothing to merge')  # a second merge (a rerun dependent job) changes nothing
+  assert _folder_bytes(folder) == expected
+
+  # The next unsplit run merges what parts left, finished or not, and does the rest.
+  (done,) = _split(inputs, tmp_path / 'absorbed', 3, order=[1])
+  rest = prepare.prepare_videos(inputs, str(tmp_path / 'absorbed'), 'golf', SPLIT_OPTIONS,
+                                progress=False)
+  assert (rest.already_done, rest.clips_written) == (done.inputs, 6 - done.total_clips)
+  assert _folder_bytes(tmp_path / 'absorbed' / 'golf') == expected
+
+
+def test_released_strips_split_and_merged_are_byte_identical_to_one_run(tmp_path):
+  names, _ = _write_strips(tmp_path / 'root', 6, frames=4, size=16)
+  list_file = tmp_path / 'golf.txt'
+  list_file.write_text(''.join(f'{name}\n' for name in names))
+  kwargs = dict(clips_per_shard=1, progress=False)
+  prepare.prepare_released(str(list_file), str(tmp_path / 'root'), str(tmp_path / 'one'), 'golf',
+                           **kwargs)
+  summaries = [prepare.prepare_released(str(list_file), str(tmp_path / 'root'),
+                                        str(tmp_path / 'split'), 'golf',
+                                        part=prepare.Part(index, 2), **kwargs)
+               for index in (1, 0)]
+  assert sum(summary.inputs for summary in summaries) == 6
+  prepare.merge_parts(str(tmp_path / 'split'), 'golf')
+  assert _folder_bytes(tmp_path / 'split' / 'golf') == _folder_bytes(tmp_path / 'one' / 'golf')
+
+
+def test_split_runs_share_the_folder_and_refuse_what_does_not_fit(tmp_path):
+  chosen = _videos_in_every_part(tmp_path / 'videos', 2)
+  inputs = [str(tmp_path / 'videos')]
+  output = tmp_path / 'data'
+  folder = output / 'golf'
+  part0 = prepare.Part(0, 2)
+
+  # Part 0 at work (its locks held, as a run on another machine holds them): part 1 goes ahead;
+  # a second part 0, an unsplit run and a merge are refused at once, naming it.
+  with files.shared_lock(str(folder), 'prepare_data run'), \
+      files.exclusive_lock(str(folder), 'prepare_data part 0 of 2', name=part0.lock):
+    _split(inputs, output, 2, order=[1])
+    with pytest.raises(files.FolderInUseError,
+                       match=rf'golf is in use by another prepare_data part 0 of 2 \(pid '
+                             rf'{os.getpid()},'):
+      _split(inputs, output, 2, order=[0])
+    for attempt in (lambda: prepare.prepare_videos(inputs, str(output), 'golf', SPLIT_OPTIONS,
+                                                   progress=False),
+                    lambda: prepare.merge_parts(str(output), 'golf')):
+      with pytest.raises(files.FolderInUseError,
+                         match=r'golf is in use by parts of a split prepare_data run \(part 0 '
+                               rf'of 2: pid {os.getpid()}, started .*\); wait for them to end'):
+        attempt()
+  # ... while an unsplit run is at work, a part is refused.
+  with files.exclusive_lock(str(folder), 'prepare_data run'):
+    with pytest.raises(files.FolderInUseError, match=r'in use by another prepare_data run \(pid'):
+      _split(inputs, output, 2, order=[0])
+
+  # A part of another split, or with other options, while these parts are not merged.
+  with pytest.raises(ValueError, match=r'holds parts of a split into 2 parts \(manifest\.part-'
+                                       r'00001-of-00002\.json\) that are not merged yet'):
+    _split(inputs, output, 3, order=[0])
+  with pytest.raises(ValueError, match=r'manifest\.part-00001-of-00002\.json, a part of a split '
+                                       r'run, was prepared with other options \(quality: '
+                                       r'manifest 95, now 80\)'):
+    _split(inputs, output, 2, order=[0], quality=80)
+
+  # Merging: an unfinished part, parts of different splits, other options, other inputs.
+  _split(chosen[0], output, 2, order=[0])  # given only some of the inputs: not part 1's
+  part_file = folder / part0.manifest
+  good = json.loads(part_file.read_text())
+  for change, message in [
+      (dict(part={**good['part'], 'complete': False}),
+       r'Cannot merge the 2 parts in .* yet: part 0 was stopped before the end: run them'),
+      (dict(options={**good['options'], 'quality': 80}),
+       r'Cannot merge manifest\.part-00001-of-00002\.json into .*golf: it was prepared with '
+       r'other options than manifest\.part-00000-of-00002\.json \(quality: '
+       r'manifest\.part-00001-of-00002\.json 95, manifest\.part-00000-of-00002\.json 80\); '
+       r'rerun that part'),
+      ({}, r'Cannot merge the 2 parts in .*golf: they were given different inputs \(part 0 / '
+           r'part 1\); rerun every part with the same --input')]:
+    files.write_json(str(part_file), {**good, **change})
+    with pytest.raises(ValueError, match=message):
+      prepare.merge_parts(str(output), 'golf')
+  (folder / prepare.Part(2, 3).manifest).write_text(part_file.read_text())
+  with pytest.raises(ValueError, match=r'Cannot merge the parts in .*golf: they come from splits '
+                                       r'into different numbers of parts \(manifest\.part-00000-'
+                                       r'of-00002\.json \(2 parts\), manifest\.part-00002-of-'
+                                       r'00003\.json \(3 parts\)\)'):
+    prepare.merge_parts(str(output), 'golf')
+  (folder / prepare.Part(2, 3).manifest).unlink()
+  _split(inputs, output, 2, order=[0])  # part 0 again, with every input: now they merge
+  assert prepare.merge_parts(str(output), 'golf').total_clips == 4
+  assert sorted(os.listdir(folder)) == sorted(
+      [files.LOCK, shards.MANIFEST] + [prepare.shard_name(p) for p in chosen[0] + chosen[1]])
+  with pytest.raises(ValueError, match=r'Nothing to merge in .*nowhere: it holds no part '
+                                       r'manifests'):
+    (output / 'nowhere').mkdir()
+    prepare.merge_parts(str(output), 'nowhere')
+
+
+def test_command_line_part_merge_and_a_bad_index(tmp_path):
+  """--num_shards/--shard_index reach the library (part 0 here; part 1 in-process), --merge
+  combines them; a bad index is one line."""
+  chosen = _videos_in_every_part(tmp_path / 'videos', 2)
+  flags = [f'--input={tmp_path / "videos"}', '--scene=golf', f'--output={tmp_path / "data"}',
+           '--workers=1', '--frames=8', '--size=32', '--stride=8', '--nostabilize']
+  result = subprocess.run(_command(*flags, '--num_shards=2', '--shard_index=0'), cwd=REPO,
+                          capture_output=True, text=True, timeout=300)
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert result.stdout.startswith('Part 0 of 2: 1 inputs (0 already done): wrote 2 clips')
+  assert os.listdir(tmp_path / 'data' / 'golf').count(prepare.shard_name(chosen[0][0])) == 1
+  _split([str(tmp_path / 'videos')], tmp_path / 'data', 2, order=[1])
+  result = subprocess.run(_command('--merge', '--scene=golf', f'--output={tmp_path / "data"}'),
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert result.stdout.startswith('Merged 2 parts into ') and 'holds 4 clips' in result.stdout
+  assert not shards.part_manifests(str(tmp_path / 'data' / 'golf'))
+
+  result = subprocess.run(_command(*flags, '--num_shards=4', '--shard_index=4'), cwd=REPO,
+                          capture_output=True, text=True, timeout=300)
+  assert result.returncode == 1
+  assert result.stderr.strip().splitlines()[-1] == (
+      'prepare_data: --shard_index must be in [0, 4) for --num_shards=4 (the part this process '
+      'takes); got 4.')

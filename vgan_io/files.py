@@ -12,8 +12,9 @@ import fcntl
 import json
 import os
 import re
+import socket
 import tempfile
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -47,11 +48,26 @@ def atomic_path(path: str, keep_empty: bool = True,
       os.remove(temporary)
 
 
-def remove_partial_files(folder: str) -> list[str]:
-  """Deletes the temporary files a killed process left in `folder`; returns their names."""
+# `atomic_path`'s temporary names: '.' + the final name + '.' + mkstemp's random letters + PARTIAL
+# (+ the extension).
+_PARTIAL_NAME = re.compile(r'\.(?P<name>.+)\.[a-z0-9_]+' + re.escape(PARTIAL) + r'(\.[^.]*)?')
+
+
+def partial_target(name: str) -> str | None:
+  """The name the temporary file `name` would have been renamed to, or None if it is none."""
+  match = _PARTIAL_NAME.fullmatch(name)
+  return match['name'] if match else None
+
+
+def remove_partial_files(folder: str, owned: Callable[[str], bool] | None = None) -> list[str]:
+  """Deletes the temporary files a killed process left in `folder`; returns their names. With
+  `owned`, only those whose final name (`partial_target`) it accepts: the ones of other
+  processes still writing to the folder stay."""
   if not os.path.isdir(folder):
     return []
   names = [name for name in os.listdir(folder) if name.startswith('.') and PARTIAL in name]
+  if owned is not None:
+    names = [name for name in names if (target := partial_target(name)) and owned(target)]
   for name in names:
     os.remove(os.path.join(folder, name))
   return names
@@ -86,12 +102,30 @@ class FolderInUseError(ValueError):
 
 
 @contextlib.contextmanager
-def exclusive_lock(folder: str, what: str) -> Iterator[None]:
-  """Holds FOLDER/.lock (created with the folder) for the block: a second process asking for it
-  gets FolderInUseError at once, naming the holder's pid and start time. The kernel releases the
-  lock when its process ends, however it ends (kill -9 included), so none is ever left stuck.
-  `what` names the job in the message ('training run', ...)."""
-  path = os.path.join(folder, LOCK)
+def exclusive_lock(folder: str, what: str, name: str = LOCK) -> Iterator[None]:
+  """Holds FOLDER/NAME (default .lock; created with the folder) for the block: a second process
+  asking for it gets FolderInUseError at once, naming the holder's pid, start time and host. The
+  kernel releases the lock when its process ends, however it ends (kill -9 included), so none is
+  ever left stuck; one that ends normally empties the file. `what` names the job in the message
+  ('training run', ...)."""
+  with _flock(folder, what, name, shared=False):
+    yield
+
+
+@contextlib.contextmanager
+def shared_lock(folder: str, what: str, name: str = LOCK) -> Iterator[None]:
+  """Holds FOLDER/NAME in shared mode for the block: any number of processes (on any machine
+  whose filesystem supports flock, as NFS and most cluster filesystems do) may hold it together,
+  and while one does, `exclusive_lock` on the same file is refused at once (and the other way
+  round: asking while an exclusive holder has it raises FolderInUseError naming that holder).
+  Shared holders write nothing in the file; say who they are in lock files of their own."""
+  with _flock(folder, what, name, shared=True):
+    yield
+
+
+@contextlib.contextmanager
+def _flock(folder: str, what: str, name: str, shared: bool) -> Iterator[None]:
+  path = os.path.join(folder, name)
   try:
     os.makedirs(folder, exist_ok=True)
     handle = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -101,15 +135,23 @@ def exclusive_lock(folder: str, what: str) -> Iterator[None]:
     raise OSError(f'{folder}: cannot be created or written to ({error.strerror}).') from None
   try:
     try:
-      fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+      fcntl.flock(handle, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
     except BlockingIOError:
       holder = os.pread(handle, 200, 0).decode(errors='replace').strip() or 'another process'
       raise FolderInUseError(f'{folder} is in use by another {what} ({holder}); wait for it to '
                              'end, or use another folder.') from None
+    # A shared holder clears what the last exclusive one wrote (no exclusive holder can be there
+    # now), so it is never shown as the holder; an exclusive holder says who it is.
     os.ftruncate(handle, 0)
-    started = datetime.datetime.now().isoformat(timespec='seconds')
-    os.pwrite(handle, f'pid {os.getpid()}, started {started}\n'.encode(), 0)
-    yield
+    if not shared:
+      started = datetime.datetime.now().isoformat(timespec='seconds')
+      os.pwrite(handle, f'pid {os.getpid()}, started {started}, host {socket.gethostname()}\n'
+                .encode(), 0)
+    try:
+      yield
+    finally:
+      if not shared:  # no longer the holder (a killed one leaves its line: stale, harmless)
+        os.ftruncate(handle, 0)
   finally:
     os.close(handle)  # releases the lock
 
