@@ -10,7 +10,8 @@ The steps, as the authors prepared their data:
   -> estimate the camera motion between adjacent frames (`stabilize.MotionEstimator`); a pair
      that fails cuts the video there into separate segments
   -> cut `frames`-long clips every `stride` frames within a segment, warp each to its first frame
-  -> optionally drop clips that are too dark, too flat or static.
+  -> optionally drop clips that are too dark, too flat or static, or that a user-supplied scene
+     classifier does not call the wanted scene (`scene_filter`).
 
 A whole video that cannot be used raises `VideoError` (file and reason); a part that cannot be used
 is counted in a `VideoLog` by reason, and the rest of the video is kept. This module imports
@@ -28,6 +29,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from data_pipeline import scene_filter as scene_filtering
 from data_pipeline import stabilize as stabilization
 from vgan_io.media import square_crop
 
@@ -76,6 +78,8 @@ class ClipOptions:
   min_source_fps: float = 1.0
   max_source_fps: float = 480.0
   max_source_pixels: int = 7680 * 4320  # 8K; larger frames are refused, not decoded
+  # Keep only clips a user-supplied scene classifier calls the wanted scene (`scene_filter`).
+  scene_filter: scene_filtering.SceneFilter | None = None
 
   def __post_init__(self):
     for name in ('frames', 'size', 'stride'):
@@ -88,8 +92,13 @@ class ClipOptions:
                        f'{self.max_clips}.')
 
   def as_dict(self) -> dict:
-    """Plain JSON-able values, for the manifest."""
-    return dataclasses.asdict(self)
+    """Plain JSON-able values, for the manifest (the scene filter only when there is one, so
+    folders prepared before it existed still match; its classifier by name)."""
+    record = dataclasses.asdict(dataclasses.replace(self, scene_filter=None))
+    del record['scene_filter']
+    if self.scene_filter:
+      record['scene_filter'] = self.scene_filter.as_dict()
+    return record
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,6 +128,8 @@ class VideoLog:
   frames_read: int = 0  # at the output frame rate
   rejected: collections.Counter = dataclasses.field(default_factory=collections.Counter)
   warnings: list = dataclasses.field(default_factory=list)
+  # With a scene filter: (start frame, score, kept) of each clip it judged, in order.
+  scene_scores: list = dataclasses.field(default_factory=list)
 
 
 def is_video_path(path: str) -> bool:
@@ -346,6 +357,7 @@ def iter_clips(path: str, options: ClipOptions = ClipOptions(),
   window = collections.deque(maxlen=options.frames)
   segment_length = 0
   clips = 0
+  categories_seen = set()
   for frame in read_frames(info, options, log):
     motion = estimator(frame) if estimator else None
     if motion is not None and not motion.ok:
@@ -360,7 +372,7 @@ def iter_clips(path: str, options: ClipOptions = ClipOptions(),
     segment_length += 1
     if segment_length < options.frames or (segment_length - options.frames) % options.stride:
       continue
-    frames = np.stack([item[0] for item in window])
+    raw = frames = np.stack([item[0] for item in window])
     motions = [item[1] for item in list(window)[1:]]
     if estimator:
       frames = stabilization.stabilize_clip(frames, [m.matrix for m in motions])
@@ -369,12 +381,37 @@ def iter_clips(path: str, options: ClipOptions = ClipOptions(),
       log.rejected[f'clip {reason}'] += 1
       continue
     stats = stabilization.clip_stats(motions) if estimator else {}
+    if options.scene_filter:
+      # The frames before stabilization: no warped borders for the classifier to see.
+      try:
+        score, seen = options.scene_filter.score(raw)
+      except ValueError as error:
+        raise VideoError(path, str(error)) from None
+      categories_seen.update(seen)
+      kept = score >= options.scene_filter.threshold
+      log.scene_scores.append((log.frames_read - options.frames, round(score, 4), kept))
+      if not kept:
+        log.rejected[f'clip {scene_filtering.REJECTION}'] += 1
+        continue
+      stats = {**stats, 'scene_score': score}
     yield Clip(frames, log.frames_read - options.frames, stats)
     clips += 1
     if clips == options.max_clips:
+      _note_unseen_categories(options, log, categories_seen)
       return
+  _note_unseen_categories(options, log, categories_seen)
   if 0 < segment_length < options.frames and log.frames_read >= options.frames:
     log.rejected['segment shorter than a clip'] += 1
   if log.frames_read < options.frames:
     raise VideoError(path, f'{log.frames_read} frames at {options.fps:g} fps is shorter than one '
                            f'{options.frames}-frame clip')
+
+
+def _note_unseen_categories(options: ClipOptions, log: VideoLog, seen: set) -> None:
+  """A warning for wanted categories the classifier never named in this video (a misspelt
+  --scene_categories would otherwise only reject every clip)."""
+  if options.scene_filter and log.scene_scores:
+    unseen = [c for c in options.scene_filter.categories if c not in seen]
+    if unseen:
+      log.warnings.append(f'the scene classifier never named {", ".join(unseen)} in this video\'s '
+                          'clips: check --scene_categories against its category names')

@@ -212,7 +212,18 @@ def process_video(source: str, folder: str, scene: str, options: clips.ClipOptio
       entry.update(status='skipped', clips=0, reason='no usable clips (' + ', '.join(
           f'{reason}: {n}' for reason, n in log.rejected.most_common()) + ')')
   entry.update(frames=log.frames_read, rejected=dict(log.rejected), warnings=log.warnings)
+  if options.scene_filter:
+    entry['scene_filter'] = scene_decisions(log.scene_scores)
   return entry
+
+
+def scene_decisions(scores: Sequence[tuple[int, float, bool]]) -> dict:
+  """A video's scene-filter decisions for its manifest entry: how many clips were kept and
+  rejected, and each judged clip's [start frame, score] (rounded to 4 places), by decision."""
+  kept = [[start, score] for start, score, keep in scores if keep]
+  rejected = [[start, score] for start, score, keep in scores if not keep]
+  return {'kept': len(kept), 'rejected': len(rejected), 'kept_scores': kept,
+          'rejected_scores': rejected}
 
 
 def check_writable(folder: str) -> None:
@@ -510,6 +521,8 @@ def prepare_videos(inputs: Sequence[str], output: str, scene: str,
   """Videos named by `inputs` (files, folders, globs) -> shards in `<output>/<scene>`; with
   `part`, only that part's share of them (see `Part`)."""
   start = time.time()
+  if options.scene_filter:
+    options.scene_filter.load()  # ValueError naming it, before any work; workers import it too
   options_record = {'source': 'videos', 'quality': quality, **options.as_dict()}
   with _started(output, scene, options_record, part) as run:
     folder = run.folder

@@ -6,6 +6,8 @@
   python -m experiments.prepare_data --from_list=golf.txt --root=frames-stable-many --scene=golf
   python -m experiments.prepare_data --input=clips --scene=golf --num_shards=16 --shard_index=3
   python -m experiments.prepare_data --merge --scene=golf         # when all 16 parts are done
+  python -m experiments.prepare_data --input=clips --scene=golf \
+      --scene_filter=my_places:classify --scene_categories=golf_course --scene_threshold=0.5
 
 then `python -m experiments.train --data_dir=data --scene=beach`. With no --input it renders the
 built-in scene (--scene, default beach) as shaky videos in OUTPUT/demo_videos/SCENE and prepares
@@ -20,7 +22,7 @@ import os
 
 from absl import flags, logging
 
-from data_pipeline import clips, prepare, stabilize
+from data_pipeline import clips, prepare, scene_filter, stabilize
 from experiments import common
 
 _INPUT = flags.DEFINE_multi_string('input', [], 'Video files, folders (searched recursively) or '
@@ -51,6 +53,15 @@ _MIN_CONTRAST = flags.DEFINE_float('min_contrast', 0.0, 'Drop clips whose pixel 
                                    'deviation is below this (0: keep all).')
 _MIN_MOTION = flags.DEFINE_float('min_motion', 0.0, 'Drop clips whose mean absolute frame '
                                  'difference is below this, 0-255 (0: keep all).')
+_SCENE_FILTER = flags.DEFINE_string(
+    'scene_filter', None, 'Keep only clips of the wanted scene, by your classifier: '
+    'module:function, called with uint8 RGB frames [N, H, W, 3] and returning N {category: '
+    'probability} maps (data_pipeline/scene_filter.py); e.g. wrapping a Places365 model.')
+_SCENE_CATEGORIES = flags.DEFINE_list('scene_categories', [], 'With --scene_filter: the wanted '
+                                      'categories, comma-separated, as the classifier names them.')
+_SCENE_THRESHOLD = flags.DEFINE_float('scene_threshold', 0.5, 'With --scene_filter: keep clips '
+                                      'whose mean (over sampled frames) summed probability of '
+                                      'the wanted categories is at least this, in (0, 1].')
 _QUALITY = flags.DEFINE_integer('quality', 95, 'JPEG quality of the stored strips.')
 _CLIPS_PER_SHARD = flags.DEFINE_integer('clips_per_shard', prepare.CLIPS_PER_RELEASED_SHARD,
                                         'Released strips per shard (with --from_list).')
@@ -74,7 +85,21 @@ def clip_options() -> clips.ClipOptions:
           features=_FEATURES.value, motion=_MOTION.value,
           max_reprojection_error=_MAX_ERROR.value),
       min_brightness=_MIN_BRIGHTNESS.value, min_contrast=_MIN_CONTRAST.value,
-      min_motion=_MIN_MOTION.value)
+      min_motion=_MIN_MOTION.value, scene_filter=_scene_filter())
+
+
+def _scene_filter() -> scene_filter.SceneFilter | None:
+  """--scene_filter and its companions (ValueError for a bad value or one given without it)."""
+  if not _SCENE_FILTER.value:
+    given = [f'--{name}' for name in ('scene_categories', 'scene_threshold')
+             if flags.FLAGS[name].present]
+    if given:
+      verb = 'need' if len(given) > 1 else 'needs'
+      raise ValueError(f'{" and ".join(given)} {verb} --scene_filter=module:function (the scene '
+                       'classifier).')
+    return None
+  return scene_filter.SceneFilter(_SCENE_FILTER.value, tuple(_SCENE_CATEGORIES.value),
+                                  _SCENE_THRESHOLD.value)
 
 
 def run() -> prepare.Summary:
@@ -95,6 +120,9 @@ def run() -> prepare.Summary:
     raise ValueError('--scene is required with --input or --from_list: it names the data (the '
                      'folder under --output that `train --scene` reads).')
   if _FROM_LIST.value:
+    if _SCENE_FILTER.value:
+      raise ValueError('--scene_filter judges clips cut from videos (--input); the released strips '
+                       '(--from_list) were filtered by their authors already.')
     root = _ROOT.value or os.path.dirname(os.path.abspath(_FROM_LIST.value))
     return prepare.prepare_released(_FROM_LIST.value, root, _OUTPUT.value, _SCENE.value,
                                      workers=_WORKERS.value, clips_per_shard=_CLIPS_PER_SHARD.value,
