@@ -2,7 +2,7 @@
 # it needs into .venv first (from setup.cfg); nothing else on the machine is assumed.
 PYTHON ?= python3
 VENV ?= .venv
-EXTRAS ?= test,notebook
+EXTRAS ?= test,notebook,beam,tfds
 comma := ,
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))

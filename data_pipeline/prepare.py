@@ -243,8 +243,16 @@ def check_writable(folder: str) -> None:
         from None
 
 
-def _run_jobs(function: Callable, jobs: Sequence[tuple], workers: int) -> Iterable[tuple]:
-  """(job, result) for each job as it completes; in this process when workers <= 1."""
+# How a run's per-input jobs are done: (function, jobs, workers, folder) -> (job, result) pairs;
+# `run_in_processes` here, or beam_prepare.BeamExecutor on an Apache Beam runner.
+Executor = Callable[[Callable, Sequence[tuple], int, str], Iterable[tuple]]
+
+
+def run_in_processes(function: Callable, jobs: Sequence[tuple], workers: int,
+                     folder: str = '') -> Iterable[tuple]:
+  """(job, result) for each job as it completes, in a pool of `workers` processes (in this
+  process when workers <= 1). `folder`: the output folder (unused here; see `Executor`)."""
+  del folder
   if workers <= 1 or len(jobs) <= 1:
     for job in jobs:
       yield job, function(*job)
@@ -517,9 +525,11 @@ def _progress(jobs: Sequence, unit: str, show: bool) -> tqdm.tqdm:
 
 def prepare_videos(inputs: Sequence[str], output: str, scene: str,
                    options: clips.ClipOptions = clips.ClipOptions(), workers: int = 1,
-                   quality: int = 95, progress: bool = True, part: Part | None = None) -> Summary:
+                   quality: int = 95, progress: bool = True, part: Part | None = None,
+                   executor: Executor = run_in_processes) -> Summary:
   """Videos named by `inputs` (files, folders, globs) -> shards in `<output>/<scene>`; with
-  `part`, only that part's share of them (see `Part`)."""
+  `part`, only that part's share of them (see `Part`); `executor` does the videos' jobs (a
+  process pool of `workers`, or beam_prepare.BeamExecutor)."""
   start = time.time()
   if options.scene_filter:
     options.scene_filter.load()  # ValueError naming it, before any work; workers import it too
@@ -546,7 +556,7 @@ def prepare_videos(inputs: Sequence[str], output: str, scene: str,
     logging.info('%d videos to prepare into %s (%d already done), %d workers.', len(jobs), folder,
                  summary.already_done, workers)
     with _progress(jobs, 'video', progress) as bar:
-      for job, entry in _run_jobs(process_video, jobs, workers):
+      for job, entry in executor(process_video, jobs, workers, folder):
         try:
           run.record(job[0], entry, summary)
         except OSError as error:
@@ -609,9 +619,10 @@ def convert_strips(entries: Sequence[tuple[str, int]], root: str, path: str,
 
 def prepare_released(list_file: str, root: str, output: str, scene: str, workers: int = 1,
                      clips_per_shard: int = CLIPS_PER_RELEASED_SHARD,
-                     progress: bool = True, part: Part | None = None) -> Summary:
+                     progress: bool = True, part: Part | None = None,
+                     executor: Executor = run_in_processes) -> Summary:
   """The authors' released clips (`list_file` lines relative to `root`) -> shards; with `part`,
-  only that part's share of the shards (see `Part`)."""
+  only that part's share of the shards (see `Part`); `executor` as for `prepare_videos`."""
   start = time.time()
   entries = read_strip_list(list_file)
   with _started(output, scene, {
@@ -634,7 +645,7 @@ def prepare_released(list_file: str, root: str, output: str, scene: str, workers
     jobs = [job for job in jobs if job]
     summary.already_done = summary.inputs - len(jobs)
     with _progress(jobs, 'shard', progress) as bar:
-      for job, entry in _run_jobs(convert_strips, jobs, workers):
+      for job, entry in executor(convert_strips, jobs, workers, folder):
         for relative, reason in entry['skipped_strips'].items():
           logging.warning('Skipped strip %s: %s', os.path.join(root, relative), reason)
           summary.rejected[f'strip: {reason}'] += 1

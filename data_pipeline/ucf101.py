@@ -18,6 +18,7 @@ import dataclasses
 import hashlib
 import json
 import os
+from typing import Iterable
 
 import cv2
 import numpy as np
@@ -121,10 +122,14 @@ def load_video(path: str, size: int, stabilized: bool = False,
   if len(frames) < 2:
     raise clips.VideoError(path, f'{len(frames)} frames: not a video')
   video = np.stack(frames)
-  if stabilized:
-    segments = stabilize.stabilize(video)
-    video = max(segments, key=lambda segment: len(segment.frames)).frames
-  return video
+  return longest_stable_segment(video) if stabilized else video
+
+
+def longest_stable_segment(video: np.ndarray) -> np.ndarray:
+  """The longest segment of `video` (uint8 [T, S, S, 3]) stabilized as prepare_data does
+  (`stabilize.stabilize`): what a stabilized evaluation trains and tests on."""
+  segments = stabilize.stabilize(video)
+  return max(segments, key=lambda segment: len(segment.frames)).frames
 
 
 def videos_key(data_dir: str, videos: list[Video], size: int, stabilized: bool) -> str:
@@ -153,37 +158,64 @@ def cache_split(data_dir: str, videos: list[Video], cache_path: str, size: int,
   if os.path.exists(cache_path) and os.path.exists(index_path):
     with open(index_path) as file:
       return json.load(file)
-  skipped = {}
 
-  def examples():
+  def decoded():
     for video in videos:
       path = os.path.join(data_dir, VIDEOS, video.path)
       try:
-        frames = load_video(path, size, stabilized)
+        yield video, load_video(path, size, stabilized)
       except (clips.VideoError, cv2.error) as error:
-        skipped[video.path] = getattr(error, 'reason', str(error))
-        logging.warning('Skipped %s: %s', path, skipped[video.path])
-        continue
-      yield shards.clip_example(shards.encode_strip(frames), frames=len(frames), size=size,
-                                source=video.path, label=video.label)
+        yield video, getattr(error, 'reason', str(error))
 
-  os.makedirs(os.path.dirname(os.path.abspath(cache_path)), exist_ok=True)
-  count = shards.write_shard(cache_path, examples())
-  if not count:
-    raise ValueError(f'None of the {len(videos)} videos listed could be read (first: '
-                     f'{next(iter(skipped.items()), None)}).')
-  index = {'videos': count, 'skipped': skipped}
+  index, _ = write_cache(cache_path, decoded())
   files.write_json(index_path, index)
   return index
 
 
-def _parse(serialized):
+def write_cache(cache_path: str, decoded: Iterable[tuple[Video, np.ndarray | str]]
+                ) -> tuple[dict, list[Video]]:
+  """Writes the cache shard of one split's subset from any source of decoded videos.
+
+  `decoded`: (video, uint8 frames [T, S, S, 3]) for each video, or (video, the reason it could
+  not be read); this file's own source is `cache_split`, TensorFlow Datasets' UCF101 another
+  (data_pipeline/tfds_ucf101.py). Each read video becomes one Example (its frames one JPEG
+  strip, its path as source, its label); the others are logged and skipped. Returns the index
+  {'videos': count, 'skipped': {path: reason}} (the caller writes it beside the shard) and every
+  video seen, in order. ValueError when none could be read.
+  """
+  skipped, seen = {}, []
+
+  def examples():
+    for video, frames in decoded:
+      seen.append(video)
+      if isinstance(frames, str):
+        skipped[video.path] = frames
+        logging.warning('Skipped %s: %s', video.path, frames)
+        continue
+      yield shards.clip_example(shards.encode_strip(frames), frames=len(frames),
+                                size=frames.shape[1], source=video.path, label=video.label)
+
+  os.makedirs(os.path.dirname(os.path.abspath(cache_path)), exist_ok=True)
+  count = shards.write_shard(cache_path, examples())
+  if not count:
+    raise ValueError(f'None of the {len(seen)} videos listed could be read (first: '
+                     f'{next(iter(skipped.items()), None)}).')
+  return {'videos': count, 'skipped': skipped}, seen
+
+
+def _parse_record(serialized):
+  """(JPEG strip, label, source) of a cached video, its frames not decoded yet."""
   features = tf.io.parse_single_example(serialized, {
       shards.CLIP_JPEG: tf.io.FixedLenFeature([], tf.string),
       'clip/label': tf.io.FixedLenFeature([], tf.int64),
       'clip/source': tf.io.FixedLenFeature([], tf.string)})
-  return (input_pipeline.decode_strip(features[shards.CLIP_JPEG]),
-          tf.cast(features['clip/label'], tf.int32), features['clip/source'])
+  return (features[shards.CLIP_JPEG], tf.cast(features['clip/label'], tf.int32),
+          features['clip/source'])
+
+
+def _parse(serialized):
+  strip, label, source = _parse_record(serialized)
+  return input_pipeline.decode_strip(strip), label, source
 
 
 def train_dataset(cache_path: str, frames: int, batch_size: int, seed: int,
@@ -191,23 +223,29 @@ def train_dataset(cache_path: str, frames: int, batch_size: int, seed: int,
                   process_count: int = 1, start_batch: int = 0) -> tf.data.Dataset:
   """Endless batches {'video': uint8 [B, frames, S, S, 3], 'label': int32 [B]}: shuffled videos
   (only `sources`, the split-list paths, when given), a random window of each, a new window
-  every epoch; the same batches for the same seed. Host p of P reads every P-th video.
+  every epoch; the same batches for the same seed.
 
-  `start_batch`: the batches from that one on, exactly those an uninterrupted run sees (a
-  resumed classifier reproduces the uninterrupted one); the skipped ones are still read and
-  decoded (cached clips at the model's size: seconds per thousand batches).
+  Host p of P gets the p-th of the P slices of each global batch of `batch_size` * P videos,
+  and decodes only those: the global batches are the same for any P, so P hosts train as one
+  host with all their devices would (and a job resumed on another number of hosts goes on with
+  the same batches). `start_batch`: the batches from that one on, exactly those an
+  uninterrupted run sees (a resumed classifier reproduces the uninterrupted one).
   """
-  dataset = tf.data.TFRecordDataset(cache_path).shard(process_count, process_index)
-  dataset = dataset.map(_parse, num_parallel_calls=tf.data.AUTOTUNE)
+  global_batch_size = batch_size * process_count
+  # The shuffle holds the records still encoded (decoded, 4096 UCF101 videos are GiBs), and
+  # every host shuffles all of them alike: the global order is one, and each takes its slice.
+  dataset = tf.data.TFRecordDataset(cache_path).map(_parse_record)
   if sources is not None:
     kept = tf.constant(sorted(sources))
-    dataset = dataset.filter(lambda video, label, source: tf.reduce_any(tf.equal(source, kept)))
+    dataset = dataset.filter(lambda strip, label, source: tf.reduce_any(tf.equal(source, kept)))
   dataset = dataset.shuffle(4096, seed=seed, reshuffle_each_iteration=True).repeat()
-  dataset = dataset.enumerate().map(
-      lambda index, item: _random_window(item[0], item[1], frames, seed, index),
+  dataset = dataset.enumerate().skip(start_batch * global_batch_size).filter(
+      lambda index, item: index % global_batch_size // batch_size == process_index)
+  dataset = dataset.map(
+      lambda index, item: _random_window(input_pipeline.decode_strip(item[0]), item[1], frames,
+                                         seed, index),
       num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-  dataset = dataset.batch(batch_size, drop_remainder=True).skip(start_batch)
-  return dataset.prefetch(tf.data.AUTOTUNE)
+  return dataset.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
 
 
 def _random_window(video, label, frames, seed, index):

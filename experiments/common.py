@@ -30,7 +30,7 @@ from vgan_io import files
 FLAGS = flags.FLAGS
 # Shorthand flags (where an entry point defines them) and the config fields they set.
 SHORTHANDS = {'scene': 'data.scene', 'data_dir': 'data.data_dir',
-              'checkpoint': 'classifier.gan_checkpoint'}
+              'tfds_data_dir': 'data.tfds_data_dir', 'checkpoint': 'classifier.gan_checkpoint'}
 
 
 def _configs():

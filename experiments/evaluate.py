@@ -5,15 +5,19 @@
       --config.classifier.splits=1,2,3
   python -m experiments.evaluate --data_dir=... --checkpoint=... --config.classifier.mode=linear
   python -m experiments.evaluate --data_dir=... --checkpoint=... --sweep     # Figure 4b/4c
+  python -m experiments.evaluate --tfds_data_dir=~/tensorflow_datasets --checkpoint=...
 
 --data_dir (--config.data.data_dir) holds UCF-101/ and ucfTrainTestlist/ as UCF101 ships them
-(nothing is downloaded); --checkpoint (--config.classifier.gan_checkpoint) is the GAN's work
-directory. The discriminator trunk gets a K-way softmax head (K from classInd.txt) with dropout 0.5
-on the penultimate layer and is fine-tuned (config.classifier.mode=finetune) or only the head is
-trained on its frozen features (linear), from the GAN checkpoint (config.classifier.init=gan) or
-random init (random), with all labels or config.classifier.label_fraction of each class's
-training videos (seeded by config.seed). The experiment's settings are config fields, saved with
-each run's checkpoints: an interrupted run resumes. Writes OUTPUT_DIR/results.json (top-1 and
+(nothing is downloaded); or --tfds_data_dir (--config.data.tfds_data_dir) is a TensorFlow
+Datasets data_dir in which `tfds build ucf101` prepared UCF101 (data_pipeline/tfds_ucf101.py:
+the same splits and label fractions; nothing is downloaded either); --checkpoint
+(--config.classifier.gan_checkpoint) is the GAN's work directory. The discriminator trunk gets a
+K-way softmax head (K from classInd.txt) with dropout 0.5 on the penultimate layer and is
+fine-tuned (config.classifier.mode=finetune) or only the head is trained on its frozen features
+(linear), from the GAN checkpoint (config.classifier.init=gan) or random init (random), with all
+labels or config.classifier.label_fraction of each class's training videos (seeded by
+config.seed). The experiment's settings are config fields, saved with each run's checkpoints:
+an interrupted run resumes. Writes OUTPUT_DIR/results.json (top-1 and
 top-5 per split and their mean) and TensorBoard curves; with --sweep, the fractions of
 config.classifier.sweep_fractions for both inits, sweep.json, figure4b.png and figure4c.png.
 Decoded videos are cached in OUTPUT_DIR/cache and reused.
@@ -27,6 +31,9 @@ from experiments import common, evaluation
 
 _CONFIG = common.define_config_flag('paper')
 common.define_data_flags(scene=False)
+flags.DEFINE_string('tfds_data_dir', None, 'Shorthand for --config.data.tfds_data_dir: a '
+                    'TensorFlow Datasets data_dir where ucf101 is prepared, read instead of '
+                    '--data_dir.')
 _CHECKPOINT = flags.DEFINE_string('checkpoint', None, 'Shorthand for '
                                   '--config.classifier.gan_checkpoint: the GAN work directory.')
 _SWEEP = flags.DEFINE_bool('sweep', False, 'Run config.classifier.sweep_fractions for both inits '

@@ -13,7 +13,7 @@ import numpy as np
 from absl import logging
 from flax.metrics import tensorboard
 
-from data_pipeline import ucf101
+from data_pipeline import tfds_ucf101, ucf101
 from experiments import tasks, training
 from vgan_io import files
 from vgan_jax import checkpoint, configs, train_state, train_step
@@ -71,8 +71,13 @@ def test_accuracy(classifier, state, cache_path: str, frames: int, windows: int)
 def evaluate_split(config: ml_collections.ConfigDict, data_dir: str, split: int, init: str,
                    mode: str, trunk, label_fraction: float, seed: int, output_dir: str,
                    stabilized: bool = False, progress: bool = True,
-                   cache_dir: str | None = None) -> tuple[dict, object]:
+                   cache_dir: str | None = None,
+                   tfds_data_dir: str | None = None) -> tuple[dict, object]:
   """Trains and tests on one split; returns its figures and the trained state.
+
+  The split is read from the UCF101 folder `data_dir` or, given `tfds_data_dir`, from the
+  UCF101 that TensorFlow Datasets prepared there (data_pipeline/tfds_ucf101.py; `data_dir` is
+  then unused): the same splits, label fractions, caches and windows.
 
   Training is the one loop's (`experiments/training.py`): checkpoints in
   OUTPUT_DIR/splitS_INIT_MODE_fractionF/checkpoints, so an interrupted run resumes there (a
@@ -80,14 +85,19 @@ def evaluate_split(config: ml_collections.ConfigDict, data_dir: str, split: int,
   cached in `cache_dir` (default OUTPUT_DIR/cache) and reused by later runs.
   """
   cache_dir = cache_dir or os.path.join(output_dir, 'cache')
-  classes = ucf101.read_class_index(data_dir)
-  train_videos = ucf101.read_split(data_dir, split, 'train')
-  test_videos = ucf101.read_split(data_dir, split, 'test')
   size, frames = config.model.size, config.model.frames
-  train_cache = _cache_path(cache_dir, data_dir, split, 'train', train_videos, size, stabilized)
-  test_cache = _cache_path(cache_dir, data_dir, split, 'test', test_videos, size, stabilized)
-  skipped = {**ucf101.cache_split(data_dir, train_videos, train_cache, size, stabilized)['skipped'],
-             **ucf101.cache_split(data_dir, test_videos, test_cache, size, stabilized)['skipped']}
+  if tfds_data_dir:
+    classes, train_videos, test_videos, train_cache, test_cache, skipped = (
+        tfds_ucf101.cached_split(tfds_data_dir, split, cache_dir, size, stabilized))
+  else:
+    classes = ucf101.read_class_index(data_dir)
+    train_videos = ucf101.read_split(data_dir, split, 'train')
+    test_videos = ucf101.read_split(data_dir, split, 'test')
+    train_cache = _cache_path(cache_dir, data_dir, split, 'train', train_videos, size, stabilized)
+    test_cache = _cache_path(cache_dir, data_dir, split, 'test', test_videos, size, stabilized)
+    skipped = {
+        **ucf101.cache_split(data_dir, train_videos, train_cache, size, stabilized)['skipped'],
+        **ucf101.cache_split(data_dir, test_videos, test_cache, size, stabilized)['skipped']}
   # The label fraction is drawn from the videos that could be read, and every class must keep
   # some: a class left with none would make the accuracy that of another task.
   readable_train = [video for video in train_videos if video.path not in skipped]
@@ -136,15 +146,20 @@ def evaluate_split(config: ml_collections.ConfigDict, data_dir: str, split: int,
 
 def evaluate(config: ml_collections.ConfigDict, output_dir: str, progress: bool = True,
              cache_dir: str | None = None) -> dict:
-  """The runs `config` describes (config.data.data_dir: the UCF101 folder; config.classifier:
+  """The runs `config` describes (config.data.data_dir: the UCF101 folder, or
+  config.data.tfds_data_dir: a TFDS data_dir with ucf101 prepared; config.classifier:
   init, gan_checkpoint, mode, splits, label_fraction, stabilize; config.seed); writes
   OUTPUT_DIR/results.json and returns it:
   {'split1': {'top1', 'top5', ...}, ..., 'mean': {'top1', 'top5'}, 'settings': {...}}."""
   settings = config.classifier
-  data_dir = config.data.data_dir
-  if not data_dir:
+  data_dir, tfds_data_dir = config.data.data_dir, config.data.get('tfds_data_dir')
+  if data_dir and tfds_data_dir:
+    raise ValueError(f'Two UCF101 sources: --data_dir={data_dir} and --tfds_data_dir='
+                     f'{tfds_data_dir}; give one.')
+  if not data_dir and not tfds_data_dir:
     raise ValueError('No UCF101 folder: give --data_dir (or --config.data.data_dir), the folder '
-                     'holding UCF-101/ and ucfTrainTestlist/.')
+                     'holding UCF-101/ and ucfTrainTestlist/, or --tfds_data_dir, a TensorFlow '
+                     'Datasets data_dir where ucf101 is prepared.')
   if settings.init == 'gan' and not settings.gan_checkpoint:
     raise ValueError('config.classifier.init=gan needs the GAN: --checkpoint=WORKDIR (or '
                      '--config.classifier.gan_checkpoint=WORKDIR), a GAN work directory or its '
@@ -155,7 +170,7 @@ def evaluate(config: ml_collections.ConfigDict, output_dir: str, progress: bool 
   for split in splits:
     results[f'split{split}'], _ = evaluate_split(
         config, data_dir, split, settings.init, settings.mode, trunk, settings.label_fraction,
-        config.seed, output_dir, settings.stabilize, progress, cache_dir)
+        config.seed, output_dir, settings.stabilize, progress, cache_dir, tfds_data_dir)
     logging.info('Split %d: top-1 %.3f, top-5 %.3f.', split, results[f'split{split}']['top1'],
                  results[f'split{split}']['top5'])
   results['mean'] = {name: float(np.mean([results[f'split{s}'][name] for s in splits]))

@@ -8,6 +8,9 @@
   python -m experiments.prepare_data --merge --scene=golf         # when all 16 parts are done
   python -m experiments.prepare_data --input=clips --scene=golf \
       --scene_filter=my_places:classify --scene_categories=golf_course --scene_threshold=0.5
+  python -m experiments.prepare_data --input=clips --scene=golf --runner=DirectRunner --workers=8
+  python -m experiments.prepare_data --input=/mnt/videos --output=/mnt/data --scene=golf \
+      --runner=DataflowRunner --pipeline_options="--project=P --region=R --temp_location=gs://B/t"
 
 then `python -m experiments.train --data_dir=data --scene=beach`. With no --input it renders the
 built-in scene (--scene, default beach) as shaky videos in OUTPUT/demo_videos/SCENE and prepares
@@ -15,8 +18,12 @@ those. Rerunning the same command skips the videos already done; an input that c
 skipped with one line naming it and the reason, and listed in OUTPUT/SCENE/manifest.json.
 Split across machines, each of --num_shards processes (--shard_index 0 to K-1) takes its own
 share of the inputs and writes its own part manifest; --merge combines them (data_pipeline/
-prepare.py `Part`).
+prepare.py `Part`). With --runner, an Apache Beam runner does the per-input work instead of this
+machine's process pool, with the same shards and manifest (data_pipeline/beam_prepare.py; needs
+`pip install 'vgan_jax[beam]'`).
 """
+
+import importlib
 
 import os
 
@@ -72,6 +79,12 @@ _NUM_SHARDS = flags.DEFINE_integer('num_shards', 1, 'Split the inputs into this 
                                    'each video still makes one shard); then --merge.')
 _SHARD_INDEX = flags.DEFINE_integer('shard_index', 0, 'The part this process takes, 0 to '
                                     '--num_shards - 1 (e.g. $SLURM_ARRAY_TASK_ID).')
+_RUNNER = flags.DEFINE_string('runner', None, 'Do the per-input work on this Apache Beam runner '
+                             '(DirectRunner, DataflowRunner, FlinkRunner, SparkRunner, ...) '
+                             "instead of this machine's process pool; needs vgan_jax[beam].")
+_PIPELINE_OPTIONS = flags.DEFINE_string('pipeline_options', '', 'With --runner: its pipeline '
+                                        'options, passed to Beam as they are (e.g. "--project=P '
+                                        '--region=R --temp_location=gs://B/tmp").')
 _MERGE = flags.DEFINE_bool('merge', False, 'Combine the finished parts of a split run in '
                            'OUTPUT/SCENE into its manifest.json (an unsplit run there does too).')
 
@@ -102,6 +115,20 @@ def _scene_filter() -> scene_filter.SceneFilter | None:
                                   _SCENE_THRESHOLD.value)
 
 
+def executor() -> prepare.Executor:
+  """The process pool, or with --runner a Beam pipeline (ValueError without Apache Beam)."""
+  if not _RUNNER.value:
+    if _PIPELINE_OPTIONS.value:
+      raise ValueError('--pipeline_options are for a Beam runner: give --runner too.')
+    return prepare.run_in_processes
+  try:
+    beam_prepare = importlib.import_module('data_pipeline.beam_prepare')
+  except ImportError as error:
+    raise ValueError(f'--runner={_RUNNER.value} needs Apache Beam ({error}): pip install '
+                     "'vgan_jax[beam]' (or make install EXTRAS=beam).") from None
+  return beam_prepare.BeamExecutor(_RUNNER.value, _PIPELINE_OPTIONS.value)
+
+
 def run() -> prepare.Summary:
   """Does what the flags say; errors that stop the whole run are ValueError or OSError."""
   if _INPUT.value and _FROM_LIST.value:
@@ -109,13 +136,14 @@ def run() -> prepare.Summary:
   if not 1 <= _QUALITY.value <= 100 or _WORKERS.value < 1 or _CLIPS_PER_SHARD.value < 1:
     raise ValueError('--quality must be 1-100, --workers and --clips_per_shard at least 1.')
   if _MERGE.value:
-    given = [f'--{name}' for name in ('input', 'from_list', 'num_shards', 'shard_index')
+    given = [f'--{name}' for name in ('input', 'from_list', 'num_shards', 'shard_index', 'runner')
              if flags.FLAGS[name].present]
     if given:
       raise ValueError(f'--merge combines the parts already in OUTPUT/SCENE: give it --output and '
                        f'--scene only, not {", ".join(given)}.')
     return prepare.merge_parts(_OUTPUT.value, _SCENE.value or 'beach')
   part = prepare.Part(_SHARD_INDEX.value, _NUM_SHARDS.value)  # ValueError for bad values
+  work = executor()
   if (_INPUT.value or _FROM_LIST.value) and not _SCENE.value:
     raise ValueError('--scene is required with --input or --from_list: it names the data (the '
                      'folder under --output that `train --scene` reads).')
@@ -126,7 +154,7 @@ def run() -> prepare.Summary:
     root = _ROOT.value or os.path.dirname(os.path.abspath(_FROM_LIST.value))
     return prepare.prepare_released(_FROM_LIST.value, root, _OUTPUT.value, _SCENE.value,
                                      workers=_WORKERS.value, clips_per_shard=_CLIPS_PER_SHARD.value,
-                                     progress=_PROGRESS.value, part=part)
+                                     progress=_PROGRESS.value, part=part, executor=work)
   options = clip_options()
   inputs = _INPUT.value
   if not inputs:
@@ -137,7 +165,7 @@ def run() -> prepare.Summary:
     inputs = prepare.render_demo_videos(demo_folder, scene, count=_DEMO_VIDEOS.value)
   return prepare.prepare_videos(inputs, _OUTPUT.value, _SCENE.value or 'beach', options,
                                 workers=_WORKERS.value, quality=_QUALITY.value,
-                                progress=_PROGRESS.value, part=part)
+                                progress=_PROGRESS.value, part=part, executor=work)
 
 
 def main():

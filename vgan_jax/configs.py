@@ -75,6 +75,9 @@ def paper() -> ml_collections.ConfigDict:
   # clips are read from DATA_DIR/SCENE/*.tfrecord, else rendered by data_pipeline/synthetic.py.
   config.data.scene = 'beach'
   config.data.data_dir = placeholder(str)  # None: the built-in scenes
+  # experiments/evaluate.py only: a TensorFlow Datasets data_dir where `ucf101` is prepared, read
+  # in place of a UCF101 folder in data_dir (data_pipeline/tfds_ucf101.py); nothing downloaded.
+  config.data.tfds_data_dir = placeholder(str)
   config.data.shuffle_buffer = 1024
   config.data.synthetic_clips = 0  # 0: endless procedural clips; N: cycle over the first N
 
